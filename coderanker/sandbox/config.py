@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 
 class Status(str, enum.Enum):
@@ -54,14 +54,9 @@ class SandboxConfig:
     """Programs run at once; 0 means one per core."""
     tmp_root: str = ""
     """Where per-program temporary directories are made; empty means the system default."""
+    backend: str = "local"
+    """local: this machine's cores; ray: Ray tasks (RAY_ADDRESS selects a cluster)."""
 
-    @classmethod
-    def from_dict(cls, values: dict | None) -> SandboxConfig:
-        known = {field.name for field in fields(cls)}
-        unknown = set(values or {}) - known
-        if unknown:
-            raise ValueError(f"unknown sandbox setting(s): {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**(values or {}))
 
     def effective_workers(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)

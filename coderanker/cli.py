@@ -1,0 +1,131 @@
+"""The `coderanker` command line (see DESIGN.md, "Commands users run")."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+PROFILES_DIR = Path("configs")
+
+
+def data_export(args: argparse.Namespace) -> int:
+    from coderanker.jsonl import write_jsonl
+    from coderanker.sources import load_source
+
+    problems = load_source(args.name)[: args.limit or None]
+    count = write_jsonl(args.out, (problem.to_record() for problem in problems))
+    print(f"wrote {count} problems to {args.out}", file=sys.stderr)
+    return 0
+
+
+def data_validate(args: argparse.Namespace) -> int:
+    from coderanker.problems import scan_problems
+
+    problems, errors = scan_problems(args.file)
+    if args.check_references:
+        errors += reference_errors(args.file, problems, args.workers)
+    for error in sorted(errors, key=lambda e: e.line):
+        print(error)
+    if not errors:
+        print(f"{args.file}: {len(problems)} problems, all valid", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def reference_errors(path, problems, workers: int):
+    """A RecordError for every reference that does not pass its own tests."""
+    from coderanker.jsonl import RecordError
+    from coderanker.sandbox import SandboxConfig, execute_programs
+
+    checked = [(line, p) for line, p in problems if p.reference is not None]
+    outcomes = execute_programs([(p.language, p.program(p.reference)) for _, p in checked],
+                                SandboxConfig(workers=workers))
+    return [
+        RecordError(path, line, "reference", f"does not pass its own tests ({o.status.value}: "
+                    f"{(o.detail or o.stderr_tail.strip().splitlines()[-1:] or [''])[0][:200]})")
+        for (line, _), o in zip(checked, outcomes, strict=True)
+        if o.status.value != "passed"
+    ]
+
+
+def execute_cmd(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from coderanker.config import load_params, section
+    from coderanker.executor import execute_file
+    from coderanker.sandbox import SandboxConfig
+
+    config = SandboxConfig()
+    if Path(args.params).exists():
+        config = section(load_params(args.params), "execute", SandboxConfig, args.params)
+    overrides = {"workers": args.workers, "backend": args.backend}
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    counts = execute_file(args.problems, args.candidates, args.out, config)
+    print(" ".join(f"{status}={count}" for status, count in sorted(counts.items())), file=sys.stderr)
+    return 0
+
+
+def profile_use(args: argparse.Namespace) -> int:
+    source = PROFILES_DIR / f"{args.name}.yaml"
+    if not source.exists():
+        names = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        print(f"error: no profile {source} (available: {', '.join(names) or 'none'})", file=sys.stderr)
+        return 2
+    shutil.copyfile(source, args.params)
+    print(f"{args.params} <- {source}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from coderanker.sources import SOURCES_HELP
+
+    parser = argparse.ArgumentParser(prog="coderanker", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="export and validate problem files").add_subparsers(
+        dest="data_command", required=True)
+    export = data.add_parser("export", help="write a problem source as JSONL", epilog=SOURCES_HELP,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("name")
+    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--limit", type=int, default=0, help="keep the first N problems")
+    export.set_defaults(func=data_export)
+    validate = data.add_parser("validate", help="check a problem file; one line per bad record")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--check-references", action="store_true",
+                          help="also run every reference against its tests in the sandbox")
+    validate.add_argument("--workers", type=int, default=0)
+    validate.set_defaults(func=data_validate)
+
+    execute = commands.add_parser("execute", help="run candidates against their tests in the sandbox")
+    execute.add_argument("--problems", required=True, type=Path)
+    execute.add_argument("--candidates", required=True, type=Path)
+    execute.add_argument("--out", required=True, type=Path)
+    execute.add_argument("--workers", type=int, help="programs at once (default: one per core)")
+    execute.add_argument("--backend", choices=["local", "ray"])
+    execute.add_argument("--params", default="params.yaml", help="limits from its execute section if present")
+    execute.set_defaults(func=execute_cmd)
+
+    profile = commands.add_parser("profile", help="switch params.yaml between profiles").add_subparsers(
+        dest="profile_command", required=True)
+    use = profile.add_parser("use", help="write params.yaml from configs/NAME.yaml")
+    use.add_argument("name")
+    use.add_argument("--params", default="params.yaml")
+    use.set_defaults(func=profile_use)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

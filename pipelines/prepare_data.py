@@ -1,0 +1,35 @@
+"""DVC stage prepare_data: resolve the `data` section into problem files.
+
+Writes OUT/train.jsonl and OUT/eval-<set>.jsonl (one per evaluation set)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    from coderanker.config import DataConfig, load_params, section
+    from coderanker.jsonl import write_jsonl
+    from coderanker.sources import load_source
+    from pipelines.common import setup_logging, timed_stage
+
+    setup_logging()
+    data = section(load_params(args.params), "data", DataConfig, args.params)
+    with timed_stage(args.out, "prepare_data"):
+        train = [problem for source in data.train for problem in load_source(source)]
+        files = {"train": train[: data.train_limit or None]}
+        for name, spec in data.eval_sets().items():
+            files[f"eval-{name}"] = load_source(spec.source)[: spec.limit or None]
+        for name, problems in files.items():
+            write_jsonl(args.out / f"{name}.jsonl", (problem.to_record() for problem in problems))
+            print(f"{name}: {len(problems)} problems")
+
+
+if __name__ == "__main__":
+    main()
