@@ -29,7 +29,7 @@ def load_candidates(path: str | os.PathLike, problems: dict[str, Problem]) -> li
         if isinstance(item, RecordError):
             errors.append(item)
             continue
-        bad = [(f, f"missing required field") for f in ("name", "completion") if f not in item]
+        bad = [(f, "missing required field") for f in ("name", "completion") if f not in item]
         bad += [(f, f"expected str, got {type(item[f]).__name__}")
                 for f in ("name", "completion") if f in item and not isinstance(item[f], str)]
         if not bad and item["name"] not in problems:

@@ -129,7 +129,8 @@ def codecontests(split: str = "train", data_files: str | None = None, max_cases:
             Problem(
                 name="CodeContests_" + re.sub(r"[^0-9A-Za-z]+", "_", row["name"]).strip("_"),
                 language="py",
-                prompt=f'import sys\n\n\ndef main():\n    """{statement}\n    Read the input from sys.stdin and print the answer.\n    """\n',
+                prompt=(f'import sys\n\n\ndef main():\n    """{statement}\n'
+                        '    Read the input from sys.stdin and print the answer.\n    """\n'),
                 tests=f"_CASES = {cases[:max_cases]!r}\n{CODECONTESTS_HARNESS}",
                 stop_tokens=("\nif __name__", "\nmain()"),
                 entry_point="main",

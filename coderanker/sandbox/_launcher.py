@@ -6,6 +6,7 @@ interpreter start per program). It reports on a status pipe, one byte per event:
     N  namespaces were not available (run continues)       E  setup failed (exit 125)
     C  the program does not compile                          R  compiled, now running
     M  the program ran out of memory                         D  the program ran to its end
+    T  the program was killed at its CPU-time limit
 
 Standard library only, no site: it is the first code in an untrusted process.
 """
@@ -13,6 +14,7 @@ Standard library only, no site: it is the first code in an untrusted process.
 import json
 import os
 import resource
+import signal
 import sys
 
 CLONE_NEWNET = 0x40000000
@@ -44,16 +46,18 @@ def new_namespaces(network):
 
 def become_init_of_namespace(cfg):
     """Fork: the child is PID 1 of the new namespace and runs the program; this process
-    waits and exits as the child did, so the parent sees the program's own status."""
+    waits and exits as the child did, so the parent sees the program's own status.
+    PID 1 ignores SIGXCPU, so the CPU limit ends it with SIGKILL: the child's CPU time
+    tells that kill from an out-of-memory kill."""
     pid = os.fork()
     if pid == 0:
         return
-    os.close(cfg["status_fd"])
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     if os.WIFSIGNALED(status):
-        import signal
-
-        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        if usage.ru_utime + usage.ru_stime >= cfg["rlimits"]["RLIMIT_CPU"] - 0.05:
+            tell(cfg["status_fd"], b"T")
+        if os.WTERMSIG(status) in (signal.SIGINT, signal.SIGPIPE):  # Python handles these
+            signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
         os.kill(os.getpid(), os.WTERMSIG(status))
     os._exit(os.waitstatus_to_exitcode(status))
 
@@ -64,8 +68,7 @@ def confine(cfg):
     else:
         tell(cfg["status_fd"], b"N")
     for name, value in cfg["rlimits"].items():
-        hard = value + 1 if name == "RLIMIT_CPU" else value
-        resource.setrlimit(getattr(resource, name), (value, hard))
+        resource.setrlimit(getattr(resource, name), (value, value))
     if cfg["uid"] is not None:
         os.setgroups([])
         os.setgid(cfg["uid"])

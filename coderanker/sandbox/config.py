@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """What happened to one program. SANDBOX_ERROR is the infrastructure's failure, never
     the program's: it is never a negative label and never a hard negative."""
 

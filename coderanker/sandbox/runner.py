@@ -240,7 +240,7 @@ def _classify(code, events, out, err, timed_out, flooded, duration) -> Outcome:
         return outcome(Status.COMPILE_ERROR)
     if b"M" in events or "MemoryError" in tails[1]:
         return outcome(Status.MEMORY_EXCEEDED)
-    if code == -signal.SIGXCPU:
+    if b"T" in events or code == -signal.SIGXCPU:
         return outcome(Status.TIMEOUT, "cpu-time limit")
     if code == -signal.SIGKILL:
         return outcome(Status.MEMORY_EXCEEDED, "killed (out of memory)")

@@ -1,0 +1,137 @@
+"""Problem schema, validation errors (file, line, field) and the problem sources."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from coderanker.jsonl import write_jsonl
+from coderanker.problems import LANGUAGES, ProblemFileError, load_problems, scan_problems
+from coderanker.sources import humaneval, load_source, multipl_e, starter
+
+GOOD = {
+    "name": "add", "language": "py", "prompt": "def add(a, b):\n", "tests": "assert add(1, 2) == 3\n",
+    "stop_tokens": ["\ndef"], "entry_point": "add", "reference": "    return a + b\n",
+    "source": "test", "split": "eval",
+}  # fmt: skip
+
+
+def write_lines(path, lines: list[bytes]) -> None:
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def test_every_planted_bad_record_is_named_with_line_and_field(tmp_path):
+    path = tmp_path / "problems.jsonl"
+    missing = {k: v for k, v in GOOD.items() if k != "tests"}
+    write_lines(path, [
+        json.dumps(GOOD).encode(),
+        json.dumps({**missing, "name": "no_tests"}).encode(),
+        json.dumps({**GOOD, "name": "bad_lang", "language": "rust"}).encode(),
+        json.dumps({**GOOD, "name": "bad_type", "prompt": 3}).encode(),
+        json.dumps(GOOD).encode(),
+        b'{"name": "cut',
+        b'{"name": "bad \xff utf8"}',
+        b"[1, 2]",
+        json.dumps({**GOOD, "name": "bad_split", "split": "dev"}).encode(),
+    ])  # fmt: skip
+    problems, errors = scan_problems(path)
+    assert [p.name for _, p in problems] == ["add"]
+    found = {(e.line, e.field) for e in errors}
+    assert found == {
+        (2, "tests"), (3, "language"), (4, "prompt"), (5, "name"),
+        (6, "<line>"), (7, "<line>"), (8, "<line>"), (9, "split"),
+    }  # fmt: skip
+    duplicate = next(e for e in errors if e.line == 5)
+    assert "first on line 1" in str(duplicate) and str(duplicate).startswith(f"{path}:5: name:")
+    assert "UTF-8" in next(e.why for e in errors if e.line == 7)
+
+
+def test_load_refuses_a_file_with_any_bad_record(tmp_path):
+    path = tmp_path / "p.jsonl"
+    write_lines(path, [json.dumps(GOOD).encode(), json.dumps({**GOOD, "name": "x", "language": "cobol"}).encode()])
+    with pytest.raises(ProblemFileError, match=r"p.jsonl:2: language"):
+        load_problems(path)
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    path = tmp_path / "p.jsonl"
+    write_jsonl(path, [GOOD])
+    (problem,) = load_problems(path)
+    assert problem.to_record() == GOOD
+    assert problem.program("    return a + b\n") == GOOD["prompt"] + "    return a + b\n\n" + GOOD["tests"]
+
+
+def test_starter_set_size_split_and_shape():
+    problems = starter()
+    splits = Counter(p.split for p in problems)
+    assert len(problems) >= 200
+    assert 140 <= splits["train"] <= 160 and 45 <= splits["eval"] <= 55
+    assert len({p.name for p in problems}) == len(problems)
+    for p in problems:
+        assert p.language == "py" and p.reference and p.entry_point in p.prompt
+        assert p.tests.count("assert") >= 4, p.name
+        assert p.tests.rstrip().endswith(f"check({p.entry_point})"), p.name
+    assert [p.name for p in starter("eval")] == [p.name for p in problems if p.split == "eval"]
+
+
+def test_humaneval_has_164_self_running_problems():
+    problems = humaneval()
+    assert len(problems) == 164
+    assert all(p.split == "eval" and p.tests.rstrip().endswith(f"check({p.entry_point})") for p in problems)
+    assert problems[0].name == "HumanEval_0_has_close_elements"
+
+
+MULTIPL_E_ROW = {
+    "name": "HumanEval_0_has_close_elements", "language": "cpp",
+    "prompt": "#include<assert.h>\nbool has_close_elements(std::vector<float> numbers, float threshold) {\n",
+    "doctests": "transform", "original": "x.py", "prompt_terminology": "reworded",
+    "tests": "}\nint main() {\n    assert(candidate({1.0, 2.0}, 0.5) == false);\n}\n",
+    "stop_tokens": ["\n}"],
+}  # fmt: skip
+
+
+def test_multipl_e_rows_load_unchanged_from_a_local_file(tmp_path):
+    path = tmp_path / "humaneval-cpp.jsonl"
+    write_jsonl(path, [MULTIPL_E_ROW])
+    (problem,) = multipl_e("humaneval-cpp", data_files=str(path))
+    assert (problem.name, problem.language, problem.prompt, problem.tests) == (
+        MULTIPL_E_ROW["name"], "cpp", MULTIPL_E_ROW["prompt"], MULTIPL_E_ROW["tests"])
+    assert problem.stop_tokens == ("\n}",) and problem.source == "multipl-e:humaneval-cpp"
+
+
+def test_mbpp_and_codecontests_from_local_files_in_hub_format(tmp_path):
+    mbpp_file = tmp_path / "mbpp.jsonl"
+    write_jsonl(mbpp_file, [{
+        "task_id": 2, "text": "Write a function to add two numbers.", "code": "def add(a, b):\r\n    return a + b",
+        "test_list": ["assert add(1, 2) == 3", "assert add(0, 0) == 0"], "test_setup_code": "",
+        "challenge_test_list": [],
+    }])  # fmt: skip
+    (problem,) = load_source(f"mbpp:test={mbpp_file}")
+    assert problem.name == "MBPP_2" and problem.entry_point == "add" and problem.split == "eval"
+    cc_file = tmp_path / "cc.jsonl"
+    write_jsonl(cc_file, [{
+        "name": "1_A. Sum", "description": "Print a + b.",
+        "public_tests": {"input": ["1 2\n"], "output": ["3\n"]},
+        "private_tests": {"input": ["5 5\n"], "output": ["10\n"]},
+        "generated_tests": {"input": [], "output": []},
+    }])  # fmt: skip
+    (contest,) = load_source(f"codecontests:train={cc_file}")
+    assert contest.name == "CodeContests_1_A_Sum" and contest.entry_point == "main"
+    from coderanker.sandbox import SandboxConfig, execute_programs
+
+    right = "    a, b = map(int, sys.stdin.read().split())\n    print(a + b)\n"
+    wrong = "    print(0)\n"
+    programs = [("py", problem.program(problem.reference)), ("py", contest.program(right)),
+                ("py", contest.program(wrong))]
+    assert [o.status.value for o in execute_programs(programs, SandboxConfig())] == ["passed", "passed", "failed"]
+
+
+def test_unknown_source_names_the_choices():
+    with pytest.raises(ValueError, match="starter:train"):
+        load_source("no-such-source")
+
+
+def test_languages_are_multipl_e_codes():
+    assert set(LANGUAGES) == {"py", "cpp", "java", "js", "ts", "php", "sh", "cs"}
