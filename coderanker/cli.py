@@ -67,6 +67,21 @@ def execute_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def rerank_cmd(args: argparse.Namespace) -> int:
+    from coderanker.executor import load_candidates
+    from coderanker.jsonl import write_jsonl
+    from coderanker.problems import by_name, load_problems
+    from coderanker.reranker import Reranker
+
+    problems = by_name(load_problems(args.problems))
+    candidates = load_candidates(args.candidates, problems)
+    reranker = Reranker.load(args.model, batch_size=args.batch_size, max_length=args.max_length)
+    scores = reranker.score_candidates(problems, candidates)
+    write_jsonl(args.out, ({**c, "score": s} for c, s in zip(candidates, scores, strict=True)))
+    print(f"scored {len(candidates)} candidates -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def profile_use(args: argparse.Namespace) -> int:
     source = PROFILES_DIR / f"{args.name}.yaml"
     if not source.exists():
@@ -107,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--backend", choices=["local", "ray"])
     execute.add_argument("--params", default="params.yaml", help="limits from its execute section if present")
     execute.set_defaults(func=execute_cmd)
+
+    rerank = commands.add_parser("rerank", help="score candidates with a reranker (adds \"score\")")
+    rerank.add_argument("--model", required=True,
+                        help="reranker directory or MLflow URI, e.g. models:/coderanker-reranker@champion")
+    rerank.add_argument("--problems", required=True, type=Path)
+    rerank.add_argument("--candidates", required=True, type=Path)
+    rerank.add_argument("--out", required=True, type=Path)
+    rerank.add_argument("--batch-size", type=int, default=8)
+    rerank.add_argument("--max-length", type=int, default=1024)
+    rerank.set_defaults(func=rerank_cmd)
 
     profile = commands.add_parser("profile", help="switch params.yaml between profiles").add_subparsers(
         dest="profile_command", required=True)

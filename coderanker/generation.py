@@ -33,6 +33,10 @@ class SamplingConfig:
     """Sequences decoded together (across problems)."""
     prompt_style: str = "auto"
     """chat, completion, or auto (chat when the tokenizer has a chat template)."""
+    include_references: bool = False
+    """Training sets only: add each problem's reference solution as one more candidate
+    (sample -2), a verified positive for reranker pairs, as with the paper's
+    ground-truth CodeContests solutions."""
     seed: int = 1234
     threads: int = 0
     """torch intra-op threads; 0 leaves torch's default."""
@@ -75,7 +79,9 @@ class _StopWhenDone:
 
 def generate(model, tokenizer, problems: list[Problem], config: SamplingConfig,
              generator_id: str = "", round_id: str = "") -> Iterator[dict]:
-    """Yield candidate records: name, language, completion, sample, greedy, generator, round."""
+    """Yield candidate records: name, language, completion (what runs), response (the raw
+    generated text, what the reranker scores after the model input), sample, greedy,
+    generator, round."""
     import torch
     from tqdm.auto import tqdm
 
@@ -102,12 +108,26 @@ def generate(model, tokenizer, problems: list[Problem], config: SamplingConfig,
                     "name": problem.name,
                     "language": problem.language,
                     "completion": extract_completion(problem, text, style),
+                    "response": text,
                     "sample": sample,
                     "greedy": greedy,
                     "generator": generator_id,
                     "round": round_id,
                 }
             bar.update(len(batch))
+    if config.include_references:
+        for problem in problems:
+            if problem.reference is not None:
+                yield reference_candidate(problem, style, generator_id, round_id)
+
+
+def reference_candidate(problem: Problem, style: str, generator_id: str, round_id: str) -> dict:
+    """A problem's reference written as the generator would answer it."""
+    fence = "python" if problem.language == "py" else problem.language
+    response = problem.reference if style == "completion" else f"```{fence}\n{problem.prompt}{problem.reference}```"
+    return {"name": problem.name, "language": problem.language, "completion": problem.reference,
+            "response": response, "sample": -2, "greedy": False, "reference": True,
+            "generator": generator_id, "round": round_id}
 
 
 def _generate_batch(model, tokenizer, prompts, stops, style, greedy, config, seed):

@@ -33,7 +33,7 @@ def group_by_problem(results: Iterable[dict]) -> dict[str, list[dict]]:
 
 
 def sampled(group: list[dict]) -> list[dict]:
-    return [r for r in group if not r.get("greedy")]
+    return [r for r in group if not r.get("greedy") and not r.get("reference")]
 
 
 def mean_pass_at_k(groups: dict[str, list[dict]], k: int) -> float | None:

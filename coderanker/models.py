@@ -84,6 +84,24 @@ def tiny_random(seed: int = 0):
     return LlamaForCausalLM(config).eval(), tokenizer
 
 
+def set_distinct_pad(tokenizer, model) -> None:
+    """Give the tokenizer a pad token that is not EOS and never occurs in prompts.
+
+    TRL's PPO masks every pad-token id out of attention and reads the reward before the
+    first pad of the response: with pad == EOS (SmolLM2's default, `<|im_end|>`) the chat
+    template's own turn ends would be masked too."""
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        pass
+    elif tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+        tokenizer.pad_token = tokenizer.unk_token
+    else:
+        tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
 def prepare_model(source: str, out_dir: str | os.PathLike) -> Path:
     """Materialise `source` as a safetensors model directory (with tokenizer) at out_dir."""
     out = Path(out_dir)
@@ -101,9 +119,7 @@ def prepare_model(source: str, out_dir: str | os.PathLike) -> Path:
 
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
+    set_distinct_pad(tokenizer, model)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     log.info("prepared %s -> %s", source, out)

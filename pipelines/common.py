@@ -28,3 +28,18 @@ def timed_stage(out_dir: Path, stage: str, **extra):
 
 def problem_files(directory: Path) -> list[Path]:
     return sorted(path for path in directory.glob("*.jsonl"))
+
+
+def flag(text: str) -> bool:
+    """argparse type for DVC-rendered booleans (true/false)."""
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"expected true or false, got {text!r}")
+    return lowered in ("true", "1", "yes")
+
+
+def results_by_set(directory: Path) -> dict[str, list[dict]]:
+    """Every <set>.jsonl of a stage output directory, read."""
+    from coderanker.jsonl import read_jsonl
+
+    return {path.stem: read_jsonl(path) for path in problem_files(directory)}

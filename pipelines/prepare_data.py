@@ -1,6 +1,7 @@
 """DVC stage prepare_data: resolve the `data` section into problem files.
 
-Writes OUT/train.jsonl and OUT/eval-<set>.jsonl (one per evaluation set)."""
+Writes OUT/train.jsonl and OUT/eval-<set>.jsonl (one per evaluation set), and the seed
+round's (empty) pair set that round r0 accumulates onto."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--seed-pairs", required=True, type=Path, help="directory of the empty seed pair set")
     args = parser.parse_args(argv)
 
     from coderanker.config import DataConfig, load_params, section
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, problems in files.items():
             write_jsonl(args.out / f"{name}.jsonl", (problem.to_record() for problem in problems))
             print(f"{name}: {len(problems)} problems")
+    write_jsonl(args.seed_pairs / "pairs.jsonl", [])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""DVC stage prepare_models: materialise the base model as a safetensors directory."""
+"""DVC stage prepare_models: the seed policy (the base model as a safetensors directory)
+and the seed reranker (the same base with a fresh scalar head)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", required=True, help="smollm2-gguf, tiny-random[:SEED], a .gguf, a dir or hub id")
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path, help="directory for policy/ and reranker/")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the reranker's fresh head")
     args = parser.parse_args(argv)
 
     from coderanker.models import prepare_model
+    from coderanker.reranker import init_reranker
     from pipelines.common import setup_logging, timed_stage
 
     setup_logging()
     with timed_stage(args.out, "prepare_models", source=args.source):
-        prepare_model(args.source, args.out)
+        policy = prepare_model(args.source, args.out / "policy")
+        init_reranker(policy, args.out / "reranker", seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ PROBLEMS/<set>.jsonl -> OUT/<set>.jsonl; evaluation sets also get one greedy can
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 
@@ -24,18 +24,23 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.generation import SamplingConfig, generate
     from coderanker.jsonl import write_jsonl
     from coderanker.problems import load_problems
+    from coderanker.tracking import stage_run
     from pipelines.common import problem_files, setup_logging, timed_stage
 
     setup_logging()
     config = section(load_params(args.params), "sample", SamplingConfig, args.params)
-    with timed_stage(args.out, "sample", round=args.round):
+    inputs = [args.model, args.problems]
+    with stage_run("sample", args.round, {"sample": asdict(config)}, inputs) as run, \
+            timed_stage(args.out, "sample", round=args.round):
         tokenizer = AutoTokenizer.from_pretrained(args.model)
         model = AutoModelForCausalLM.from_pretrained(args.model)
         for path in problem_files(args.problems):
-            set_config = config if path.stem.startswith("eval") else replace(config, greedy=False)
+            is_eval = path.stem.startswith("eval")
+            set_config = replace(config, include_references=False) if is_eval else replace(config, greedy=False)
             candidates = generate(model, tokenizer, load_problems(path), set_config,
                                   generator_id=str(args.model), round_id=args.round)
             count = write_jsonl(args.out / path.name, candidates)
+            run.log_metrics({f"candidates.{path.stem}": count})
             print(f"{path.stem}: {count} candidates")
 
 

@@ -1,4 +1,5 @@
-"""`coderanker profile use tiny && dvc repro` in a fresh copy of the repository."""
+"""`coderanker profile use tiny && dvc repro` in a fresh copy of the repository: three
+self-training rounds with real TRL training on Ray, DVC versioning and MLflow tracking."""
 
 from __future__ import annotations
 
@@ -14,57 +15,119 @@ import pytest
 from ..conftest import REPO
 
 pytestmark = pytest.mark.e2e
+ROUNDS = ("r0", "r1", "r2")
+STAGES = ("ppo", "sample", "execute", "mine", "train_reranker", "evaluate")
 
 
 def sh(cmd: list[str], cwd: Path) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
-    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=3000)
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
     return done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory) -> Path:
+def copy_worktree(dest: Path) -> Path:
     """The working tree as a user's clone would have it (tracked and new files, no outputs)."""
-    repo = tmp_path_factory.mktemp("clone") / "coderanker"
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, files):
         if (REPO / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, repo / name)
-    sh(["git", "init", "-q"], repo)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "init", "--allow-empty"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tree"], repo)
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
+        sh(cmd, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory) -> Path:
+    repo = copy_worktree(tmp_path_factory.mktemp("clone") / "coderanker")
     sh(["coderanker", "profile", "use", "tiny"], repo)
     sh(["dvc", "repro"], repo)
     return repo
 
 
-def test_metrics_follow_the_design_format(tiny_repo):
-    metrics = json.loads((tiny_repo / "metrics" / "r0.json").read_text())
-    assert metrics["round"] == "r0"
-    assert metrics["eval"] == metrics["eval_sets"]["starter"]
-    for name, expected_problems in (("starter", 6), ("humaneval", 3)):
-        block = metrics["eval_sets"][name]
-        assert block["problems"] == expected_problems and block["samples_per_problem"] == 3
-        for key in ("pass@1", "greedy_pass@1", "oracle_pass@n"):
-            assert 0.0 <= block[key] <= 1.0
-    assert set(metrics["seconds"]) == {"sample", "execute", "evaluate"}
+def metrics(repo: Path, round_id: str) -> dict:
+    return json.loads((repo / "metrics" / f"{round_id}.json").read_text())
 
 
-def test_outputs_are_versioned_by_dvc(tiny_repo):
+def test_every_round_writes_design_metrics(tiny_repo):
+    for round_id in ROUNDS:
+        m = metrics(tiny_repo, round_id)
+        assert m["round"] == round_id and m["eval"] == m["eval_sets"]["starter"]
+        for name, problems in (("starter", 6), ("humaneval", 3)):
+            block = m["eval_sets"][name]
+            assert block["problems"] == problems and block["samples_per_problem"] == 3
+            for key in ("pass@1", "greedy_pass@1", "oracle_pass@n", "reranked_pass@1"):
+                assert 0.0 <= block[key] <= 1.0
+        assert m["train"]["pairs"] > 0
+        assert set(m["seconds"]) == {"ppo", "sample", "execute", "mine", "train_reranker", "evaluate"}
+    assert metrics(tiny_repo, "r0")["train"]["hard_negatives"] == 0
+    assert metrics(tiny_repo, "r1")["train"]["hard_negatives"] > 0
+    assert metrics(tiny_repo, "r2")["train"]["pairs"] >= metrics(tiny_repo, "r1")["train"]["pairs"]
+
+
+def test_reranker_learns_its_training_pairs(tiny_repo):
+    for round_id in ROUNDS:
+        trained = json.loads((tiny_repo / "models" / round_id / "reranker" / "train_metrics.json").read_text())
+        assert trained["train_pair_accuracy_after"] >= 0.8, trained
+        assert trained["train_pair_accuracy_after"] > trained["train_pair_accuracy_before"]
+        assert trained["train_loss_after"] < trained["train_loss_before"]
+
+
+def test_ppo_moves_the_policy_and_raises_its_reward(tiny_repo):
+    assert not (tiny_repo / "models" / "r0" / "policy" / "train_metrics.json").exists()  # bootstrap round
+    for round_id in ("r1", "r2"):
+        ppo = json.loads((tiny_repo / "models" / round_id / "policy" / "train_metrics.json").read_text())
+        assert ppo["steps"] >= 10 and ppo["kl_mean"] > 0, ppo
+        assert ppo["reward_after"] > ppo["reward_before"], ppo
+
+
+def test_hard_negatives_are_failing_candidates_only(tiny_repo):
+    pairs = [json.loads(line) for line in (tiny_repo / "data" / "r2" / "pairs" / "pairs.jsonl").open()]
+    hard = [p for p in pairs if p["kind"] == "hard_negative"]
+    assert hard and all(p["rejected_status"] not in ("passed", "sandbox_error") for p in hard)
+    assert all(p["rejected_status"] != "passed" for p in pairs)
+
+
+def test_outputs_are_versioned_by_dvc_and_a_second_repro_runs_nothing(tiny_repo):
     lock = (tiny_repo / "dvc.lock").read_text()
-    for stage in ("prepare_models", "prepare_data", "sample@r0", "execute@r0", "evaluate@r0"):
+    for stage in ("prepare_models", "prepare_data", *(f"{s}@{r}" for s in STAGES for r in ROUNDS)):
         assert f"{stage}:" in lock
-    shown = json.loads(sh(["dvc", "metrics", "show", "--json"], tiny_repo).split("\n", 1)[0] or "{}")
-    assert "metrics/r0.json" in json.dumps(shown)
-    results = (tiny_repo / "data" / "r0" / "results" / "eval-starter.jsonl").read_text().splitlines()
-    assert len(results) == 6 * 4  # 3 samples + 1 greedy per problem
-    assert all(json.loads(line)["status"] != "sandbox_error" for line in results)
+    shown = sh(["dvc", "metrics", "show"], tiny_repo)
+    assert "metrics/r2.json" in shown and "reranked_pass@1" in shown
+    assert "Running stage" not in sh(["dvc", "repro"], tiny_repo)
 
 
-def test_second_repro_runs_nothing(tiny_repo):
-    out = sh(["dvc", "repro"], tiny_repo)
-    assert "Running stage" not in out
+def test_mlflow_holds_nested_runs_and_the_champion(tiny_repo):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tiny_repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("coderanker")
+    runs = client.search_runs([experiment.experiment_id], max_results=500)
+    kinds = {}
+    for run in runs:
+        kinds.setdefault(run.data.tags.get("coderanker.kind"), []).append(run)
+    (parent,) = kinds["pipeline"]
+    assert parent.info.status == "FINISHED"
+    rounds = {r.data.tags["coderanker.round"]: r for r in kinds["round"]}
+    assert set(rounds) == set(ROUNDS)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in rounds.values())
+    stages = kinds["stage"]
+    assert {(s.data.tags["coderanker.stage"], s.data.tags["coderanker.round"]) for s in stages} == {
+        (s, r) for s in STAGES for r in ROUNDS}
+    for stage in stages:
+        assert stage.data.tags["mlflow.parentRunId"] == rounds[stage.data.tags["coderanker.round"]].info.run_id
+        assert stage.data.tags["coderanker.git_commit"] != "unknown"
+    train = next(s for s in stages if s.data.tags["coderanker.stage"] == "train_reranker")
+    assert len(client.get_metric_history(train.info.run_id, "loss")) >= 2  # a curve, not a point
+    evaluate = next(s for s in stages if s.data.tags["coderanker.stage"] == "evaluate")
+    artifacts = {a.path for a in client.list_artifacts(evaluate.info.run_id, "plots")}
+    assert {"plots/pass_at_1.png", "plots/scores_starter.png"} <= artifacts
+    versions = client.search_model_versions("name='coderanker-reranker'")
+    assert len(versions) == 3
+    champion = client.get_model_version_by_alias("coderanker-reranker", "champion")
+    best = max(float(v.tags["reranked_pass_at_1"]) for v in versions)
+    assert float(champion.tags["reranked_pass_at_1"]) == best

@@ -1,0 +1,200 @@
+"""Policy training against the reranker on Ray Train workers: TRL's PPO (the paper's
+method, `trl.experimental.ppo`) or GRPO, selectable in params.yaml."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from coderanker.training.ray_train import RayTrainConfig, fit, report_model
+
+
+@dataclass(frozen=True)
+class PolicyTrainConfig:
+    """The `ppo` section of params.yaml."""
+
+    algorithm: str = "ppo"
+    """ppo (TRL PPOTrainer, value model from the reranker) or grpo (TRL GRPOTrainer)."""
+    init: str = "base"
+    """base: every round starts from the initial policy (the paper); previous: continue."""
+    total_episodes: int = 24
+    """Prompts rolled out in all (PPO episodes)."""
+    batch_size: int = 4
+    """Episodes per PPO step (per device)."""
+    num_mini_batches: int = 1
+    gradient_accumulation_steps: int = 1
+    num_ppo_epochs: int = 2
+    response_length: int = 96
+    """Generated tokens per episode."""
+    temperature: float = 0.8
+    kl_coef: float = 0.05
+    kl_estimator: str = "k3"
+    """k1 (TRL's default, unbiased but can be negative per batch) or k3 (non-negative)."""
+    learning_rate: float = 3e-6
+    missing_eos_penalty: float = 1.0
+    """Subtracted from the reward of responses without EOS (0: off)."""
+    grpo_num_generations: int = 4
+    reward_eval_prompts: int = 8
+    """After training, the reward of the initial and the trained policy is measured on
+    this many training prompts (0: skip)."""
+    reward_eval_samples: int = 4
+    """Sampled responses per prompt in that measurement."""
+    """GRPO only: completions per prompt in a group."""
+    seed: int = 0
+
+
+def train_policy(prompts: list[dict], policy_dir: str | os.PathLike, reranker_dir: str | os.PathLike,
+                 out_dir: str | os.PathLike, config: PolicyTrainConfig, ray_config: RayTrainConfig) -> dict:
+    """prompts: [{"input_ids": [...], "messages": [...]}] for the training problems."""
+    if config.algorithm not in ("ppo", "grpo"):
+        raise ValueError(f"ppo.algorithm must be ppo or grpo, not {config.algorithm!r}")
+    # Ray workers do not share the driver's working directory: paths go absolute.
+    loop = {"prompts": prompts, "policy": str(Path(policy_dir).resolve()),
+            "reranker": str(Path(reranker_dir).resolve()),
+            "config": asdict(config), "use_gpu": ray_config.use_gpu}
+    worker = ppo_worker if config.algorithm == "ppo" else grpo_worker
+    return fit(worker, loop, out_dir, ray_config, name=f"train_policy_{config.algorithm}")
+
+
+def _summary(log_history: list[dict], kl_key: str, reward_key: str) -> dict:
+    steps = [entry for entry in log_history if reward_key in entry]
+    if not steps:
+        return {}
+    half = max(len(steps) // 2, 1)
+    mean = lambda rows, key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+    return {
+        "steps": len(steps),
+        "kl_last": steps[-1].get(kl_key, 0.0),
+        "kl_mean": mean(steps, kl_key) if kl_key in steps[0] else 0.0,
+        "reward_first_half": mean(steps[:half], reward_key),
+        "reward_second_half": mean(steps[half:] or steps, reward_key),
+    }
+
+
+def ppo_worker(loop: dict) -> None:
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+    config = PolicyTrainConfig(**loop["config"])
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(loop["policy"], padding_side="left")
+    policy = AutoModelForCausalLM.from_pretrained(loop["policy"])
+    ref_policy = AutoModelForCausalLM.from_pretrained(loop["policy"])
+    reward = AutoModelForSequenceClassification.from_pretrained(loop["reranker"], num_labels=1)
+    value = AutoModelForSequenceClassification.from_pretrained(loop["reranker"], num_labels=1)
+    dataset = Dataset.from_list([{"input_ids": p["input_ids"]} for p in loop["prompts"]])
+    args = PPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="ppo-"),
+        total_episodes=config.total_episodes,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_mini_batches=config.num_mini_batches,
+        local_rollout_forward_batch_size=config.batch_size,
+        num_ppo_epochs=config.num_ppo_epochs,
+        response_length=config.response_length,
+        temperature=config.temperature,
+        kl_coef=config.kl_coef,
+        kl_estimator=config.kl_estimator,
+        learning_rate=config.learning_rate,
+        missing_eos_penalty=config.missing_eos_penalty or None,
+        stop_token="eos",
+        num_sample_generations=0,
+        seed=config.seed,
+        bf16=False,
+        use_cpu=not loop["use_gpu"],
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+    )
+    trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=ref_policy,
+                         reward_model=reward, value_model=value, train_dataset=dataset)
+    trainer.train()
+    history = trainer.state.log_history
+    metrics = {"episodes": config.total_episodes, **_summary(history, "objective/kl", "objective/scores")}
+    trained = trainer.accelerator.unwrap_model(trainer.model).policy
+    if config.reward_eval_prompts:
+        queries = [p["input_ids"] for p in loop["prompts"][: config.reward_eval_prompts]]
+        metrics["reward_before"] = mean_reward(ref_policy, reward, tokenizer, queries, config)
+        metrics["reward_after"] = mean_reward(trained, reward, tokenizer, queries, config)
+
+    def save(directory):
+        # Ray Train wraps the policy+value model in DDP, where PPOTrainer.save_model would
+        # save both (with shared tensors): save the unwrapped policy alone.
+        trained.save_pretrained(str(directory))
+        tokenizer.save_pretrained(str(directory))
+
+    report_model(save, metrics, history)
+
+
+def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], config: PolicyTrainConfig) -> float:
+    """Mean reward (with the missing-EOS penalty, as PPO optimises it) of sampled responses."""
+    import torch
+
+    from coderanker.reranker import Reranker
+
+    scorer = Reranker(reward_model, tokenizer)
+    eos, scores = tokenizer.eos_token_id, []
+    device = next(policy.parameters()).device
+    policy.eval()
+    for index, query in enumerate(queries):
+        torch.manual_seed(config.seed + index)
+        with torch.inference_mode():
+            out = policy.generate(torch.tensor([query], device=device), do_sample=True,
+                                  temperature=config.temperature, max_new_tokens=config.response_length,
+                                  num_return_sequences=config.reward_eval_samples,
+                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
+        for row in out[:, len(query):].tolist():
+            finished = eos in row
+            response = row[: row.index(eos)] if finished else [t for t in row if t != tokenizer.pad_token_id]
+            penalty = 0.0 if finished else config.missing_eos_penalty
+            scores.append(scorer.score_ids([query + response + [eos]])[0] - penalty)
+    return sum(scores) / len(scores)
+
+
+def grpo_worker(loop: dict) -> None:
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    config = PolicyTrainConfig(**loop["config"])
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(loop["policy"], padding_side="left")
+    reward = AutoModelForSequenceClassification.from_pretrained(loop["reranker"], num_labels=1)
+    reward_tokenizer = AutoTokenizer.from_pretrained(loop["reranker"])
+    dataset = Dataset.from_list([{"prompt": p["messages"]} for p in loop["prompts"]])
+    args = GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="grpo-"),
+        max_steps=max(config.total_episodes // config.batch_size, 1),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        num_generations=config.grpo_num_generations,
+        max_completion_length=config.response_length,
+        temperature=config.temperature,
+        beta=config.kl_coef,
+        learning_rate=config.learning_rate,
+        seed=config.seed,
+        bf16=False,
+        use_cpu=not loop["use_gpu"],
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+    )
+    trainer = GRPOTrainer(model=loop["policy"], reward_funcs=reward, args=args, train_dataset=dataset,
+                          processing_class=tokenizer, reward_processing_classes=reward_tokenizer)
+    trainer.train()
+    history = trainer.state.log_history
+    metrics = {"episodes": config.total_episodes, **_summary(history, "kl", "reward")}
+
+    def save(directory):
+        trainer.save_model(str(directory))
+        tokenizer.save_pretrained(str(directory))
+
+    report_model(save, metrics, history)

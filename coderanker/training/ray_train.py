@@ -1,0 +1,83 @@
+"""Run a training function on Ray Train (V2) TorchTrainer workers and fetch its model.
+
+The worker function saves its model on rank 0 and reports it as the checkpoint; the
+driver copies that checkpoint to the stage's output directory. RAY_ADDRESS selects a
+cluster (its storage_path must then be shared storage); without it a local Ray starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+TRAINING_LOG = "training_log.json"
+
+
+@dataclass(frozen=True)
+class RayTrainConfig:
+    """Where and how wide training runs; the `ray` section of params.yaml."""
+
+    num_workers: int = 1
+    """Ray Train workers (data-parallel replicas)."""
+    cpus_per_worker: int = 2
+    use_gpu: bool = False
+    storage_path: str = ""
+    """Ray Train storage for checkpoints; empty: a temporary local directory."""
+
+
+def fit(train_fn: Callable[[dict], None], loop_config: dict, out_dir: str | os.PathLike,
+        ray_config: RayTrainConfig, name: str) -> dict:
+    """Train on Ray workers; the rank-0 checkpoint lands in out_dir. Returns final metrics."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=True)
+    storage = ray_config.storage_path or tempfile.mkdtemp(prefix="coderanker-ray-")
+    trainer = TorchTrainer(
+        train_loop_per_worker=train_fn,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=ray_config.num_workers,
+            use_gpu=ray_config.use_gpu,
+            resources_per_worker={"CPU": ray_config.cpus_per_worker},
+        ),
+        run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve())),
+    )
+    result = trainer.fit()
+    if result.error:
+        raise RuntimeError(f"{name} failed on Ray: {result.error}") from result.error
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    result.checkpoint.to_directory(str(out))
+    if not ray_config.storage_path:
+        shutil.rmtree(storage, ignore_errors=True)
+    return dict(result.metrics or {})
+
+
+def report_model(save: Callable[[Path], None], metrics: dict, log_history: list[dict]) -> None:
+    """Called on every worker at the end: rank 0 saves and reports the model as checkpoint."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    if ray.train.get_context().get_world_rank() != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        save(Path(tmp))
+        (Path(tmp) / TRAINING_LOG).write_text(json.dumps(log_history, indent=1))
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+
+
+def read_training_log(model_dir: str | os.PathLike) -> list[dict]:
+    path = Path(model_dir) / TRAINING_LOG
+    return json.loads(path.read_text()) if path.exists() else []

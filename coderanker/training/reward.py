@@ -1,0 +1,115 @@
+"""Bradley-Terry reranker training with TRL's RewardTrainer on Ray Train workers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from coderanker.training.ray_train import RayTrainConfig, fit, report_model
+
+
+@dataclass(frozen=True)
+class RerankerTrainConfig:
+    """The `reranker` section of params.yaml."""
+
+    init: str = "seed"
+    """seed: every round starts from the untrained reranker (the paper); previous: continue."""
+    epochs: float = 1.0
+    learning_rate: float = 2e-5
+    batch_size: int = 4
+    """Pairs per device step."""
+    gradient_accumulation_steps: int = 1
+    max_length: int = 768
+    """Tokens of model input + response; longer responses are cut, never dropped."""
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    center_rewards_coefficient: float = 0.0
+    seed: int = 0
+    score_batch_size: int = 8
+    """Candidates scored per forward pass (mining, evaluation, rerank)."""
+
+
+def train_reranker(pairs: list[dict], init_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                   config: RerankerTrainConfig, ray_config: RayTrainConfig) -> dict:
+    """Train on token-id pairs ({"chosen_ids", "rejected_ids"[, "margin"]}); returns metrics
+    including pairwise accuracy on the training pairs before and after training."""
+    if not pairs:
+        raise ValueError("no training pairs: no problem had both a passing and a failing candidate")
+    # Ray workers do not share the driver's working directory: paths go absolute.
+    loop = {"pairs": pairs, "init": str(Path(init_dir).resolve()), "config": asdict(config),
+            "use_gpu": ray_config.use_gpu}
+    return fit(reward_worker, loop, out_dir, ray_config, name="train_reranker")
+
+
+def reward_worker(loop: dict) -> None:
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    config = RerankerTrainConfig(**loop["config"])
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(loop["init"])
+    model = AutoModelForSequenceClassification.from_pretrained(loop["init"], num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    dataset = Dataset.from_list(loop["pairs"])
+    args = RewardConfig(
+        output_dir=tempfile.mkdtemp(prefix="reward-"),
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_length=config.max_length,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
+        weight_decay=config.weight_decay,
+        center_rewards_coefficient=config.center_rewards_coefficient or None,
+        seed=config.seed,
+        bf16=False,
+        use_cpu=not loop["use_gpu"],
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=False,
+    )
+    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    before = pair_fit(model, loop["pairs"], tokenizer.pad_token_id, config.batch_size)
+    trainer.train()
+    after = pair_fit(trainer.model, loop["pairs"], tokenizer.pad_token_id, config.batch_size)
+    metrics = {
+        "pairs": len(dataset),
+        "train_pair_accuracy_before": before[0],
+        "train_pair_accuracy_after": after[0],
+        "train_loss_before": before[1],
+        "train_loss_after": after[1],
+    }
+
+    def save(directory):
+        trainer.save_model(str(directory))
+        tokenizer.save_pretrained(str(directory))
+
+    report_model(save, metrics, trainer.state.log_history)
+
+
+def pair_fit(model, pairs: list[dict], pad_id: int, batch_size: int) -> tuple[float, float]:
+    """(accuracy, mean Bradley-Terry loss) of a reward model on token-id pairs."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    wins, losses = 0, []
+    with torch.inference_mode():
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs[start : start + batch_size]
+            sequences = [p["chosen_ids"] for p in batch] + [p["rejected_ids"] for p in batch]
+            width = max(len(s) for s in sequences)
+            ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in sequences])
+            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
+            rewards = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits[:, 0]
+            chosen, rejected = rewards.float().cpu().chunk(2)
+            wins += int((chosen > rejected).sum())
+            losses += (-F.logsigmoid(chosen - rejected)).tolist()
+    return wins / len(pairs), sum(losses) / len(losses)

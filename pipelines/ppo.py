@@ -1,0 +1,71 @@
+"""DVC stage ppo@<round>: train the round's policy against the previous round's reranker
+(TRL PPO or GRPO on Ray Train). Rounds with ppo disabled (the bootstrap r0) pass the
+seed policy through unchanged. -> OUT (a policy directory)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--problems", required=True, type=Path)
+    parser.add_argument("--seed-policy", required=True, type=Path)
+    parser.add_argument("--previous-policy", required=True, type=Path)
+    parser.add_argument("--reranker", required=True, type=Path, help="the previous round's reranker (reward)")
+    parser.add_argument("--enabled", required=True, help="true/false: train this round")
+    parser.add_argument("--round", required=True)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+
+    from coderanker.config import load_params, section
+    from coderanker.tracking import stage_run
+    from coderanker.training.policy import PolicyTrainConfig
+    from coderanker.training.ray_train import RayTrainConfig, read_training_log
+    from pipelines.common import flag, setup_logging, timed_stage
+
+    setup_logging()
+    params = load_params(args.params)
+    config = section(params, "ppo", PolicyTrainConfig, args.params)
+    ray_config = section(params, "ray", RayTrainConfig, args.params)
+    init = args.seed_policy if config.init == "base" else args.previous_policy
+    inputs = [args.problems, init, args.reranker]
+    with stage_run("ppo", args.round, {"ppo": asdict(config), "ray": asdict(ray_config)}, inputs) as run, \
+            timed_stage(args.out, "ppo", round=args.round, trained=flag(args.enabled)):
+        if not flag(args.enabled):
+            shutil.rmtree(args.out, ignore_errors=True)
+            shutil.copytree(init, args.out)
+            metrics = {"trained": False}
+        else:
+            metrics = train(args, params, init, config, ray_config)
+            (args.out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            run.log_curves(read_training_log(args.out))
+            run.log_metrics(metrics, prefix="final.")
+    print(json.dumps(metrics, indent=2))
+
+
+def train(args, params, init, config, ray_config) -> dict:
+    from transformers import AutoTokenizer
+
+    from coderanker.generation import model_input, resolve_style
+    from coderanker.problems import load_problems
+    from coderanker.prompting import chat_messages
+    from coderanker.training.policy import train_policy
+
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    style = resolve_style(params.get("sample", {}).get("prompt_style", "auto"), tokenizer)
+    prompts = [
+        {"input_ids": tokenizer(model_input(p, tokenizer, style), add_special_tokens=style != "chat")["input_ids"],
+         "messages": chat_messages(p)}
+        for p in load_problems(args.problems / "train.jsonl")
+    ]
+    return train_policy(prompts, init, args.reranker, args.out, config, ray_config)
+
+
+if __name__ == "__main__":
+    main()

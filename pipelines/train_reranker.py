@@ -1,0 +1,64 @@
+"""DVC stage train_reranker@<round>: Bradley-Terry training (TRL RewardTrainer on Ray Train)
+on every pair accumulated so far. -> OUT (a reranker directory with training_log.json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--problems", required=True, type=Path)
+    parser.add_argument("--pairs", required=True, type=Path, help="the round's pairs directory")
+    parser.add_argument("--seed-reranker", required=True, type=Path)
+    parser.add_argument("--previous-reranker", required=True, type=Path)
+    parser.add_argument("--round", required=True)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+
+    from transformers import AutoTokenizer
+
+    from coderanker.config import load_params, section
+    from coderanker.generation import resolve_style
+    from coderanker.jsonl import read_jsonl
+    from coderanker.problems import by_name, load_problems
+    from coderanker.reranker import encode_pair
+    from coderanker.tracking import stage_run
+    from coderanker.training.ray_train import RayTrainConfig, read_training_log
+    from coderanker.training.reward import RerankerTrainConfig, train_reranker
+    from pipelines.common import setup_logging, timed_stage
+
+    setup_logging()
+    params = load_params(args.params)
+    config = section(params, "reranker", RerankerTrainConfig, args.params)
+    ray_config = section(params, "ray", RayTrainConfig, args.params)
+    init = args.seed_reranker if config.init == "seed" else args.previous_reranker
+    inputs = [args.problems, args.pairs, init]
+    with stage_run("train_reranker", args.round, {"reranker": asdict(config), "ray": asdict(ray_config)},
+                   inputs) as run, timed_stage(args.out, "train_reranker", round=args.round):
+        tokenizer = AutoTokenizer.from_pretrained(init)
+        style = resolve_style(params.get("sample", {}).get("prompt_style", "auto"), tokenizer)
+        problems = by_name(load_problems(args.problems / "train.jsonl"))
+        encoded = []
+        for pair in read_jsonl(args.pairs / "pairs.jsonl"):
+            problem = problems[pair["name"]]
+            record = {"chosen_ids": encode_pair(tokenizer, style, problem, pair["chosen"], config.max_length),
+                      "rejected_ids": encode_pair(tokenizer, style, problem, pair["rejected"], config.max_length)}
+            if "margin" in pair:
+                record["margin"] = pair["margin"]
+            encoded.append(record)
+        metrics = train_reranker(encoded, init, args.out, config, ray_config)
+        (args.out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (args.out / "mlflow_run.json").write_text(json.dumps({"run_id": run.run_id}) + "\n")
+        run.log_curves(read_training_log(args.out))
+        run.log_metrics(metrics, prefix="final.")
+        run.log_artifact(args.out, "reranker")
+    print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    main()
