@@ -60,3 +60,28 @@ class DataConfig:
 
     def eval_sets(self) -> dict[str, EvalSet]:
         return {name: EvalSet(**spec) for name, spec in self.eval.items()}
+
+
+def self_training_rounds(count: int) -> dict[str, dict]:
+    """`rounds` for r0 (the bootstrap) and `count` self-training rounds after it."""
+    rounds = {"r0": {"previous": "seed", "ppo": False, "hard_negatives": False}}
+    for index in range(1, count + 1):
+        rounds[f"r{index}"] = {"previous": f"r{index - 1}", "ppo": True, "hard_negatives": True}
+    return rounds
+
+
+def apply_overrides(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (`sample.samples_per_problem: 4`); a key must already exist."""
+    import copy
+
+    updated = copy.deepcopy(params)
+    for dotted, value in overrides.items():
+        node, keys = updated, dotted.split(".")
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise KeyError(f"params override {dotted!r}: no section {key!r}")
+            node = node[key]
+        if keys[-1] not in node:
+            raise KeyError(f"params override {dotted!r}: no key {keys[-1]!r} (known: {sorted(node)})")
+        node[keys[-1]] = value
+    return updated

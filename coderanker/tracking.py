@@ -25,21 +25,22 @@ EXPERIMENT = "coderanker"
 REGISTERED_RERANKER = "coderanker-reranker"
 CHAMPION = "champion"
 PARENT_ENV = "CODERANKER_PARENT_RUN_ID"
+PROMOTE_ENV = "CODERANKER_PROMOTE"  # "0": register rerankers, leave `champion` to the orchestrator
 KIND, ROUND, STAGE = "coderanker.kind", "coderanker.round", "coderanker.stage"
 PARENT_TAG = "mlflow.parentRunId"
 
 
-def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI, else a SQLite database at an absolute path in the working directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+def tracking_uri(root: str | os.PathLike = ".") -> str:
+    """MLFLOW_TRACKING_URI, else a SQLite database at an absolute path in the project root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path(root) / 'mlflow.db').resolve()}"
 
 
-def client():
+def client(root: str | os.PathLike = "."):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri())
-    return MlflowClient(tracking_uri())
+    mlflow.set_tracking_uri(tracking_uri(root))
+    return MlflowClient(tracking_uri(root))
 
 
 def experiment_id(mlflow_client, name: str | None = None) -> str:
@@ -48,15 +49,17 @@ def experiment_id(mlflow_client, name: str | None = None) -> str:
     if found is not None:
         return found.experiment_id
     artifacts = None
-    if tracking_uri().startswith("sqlite:"):  # keep artifacts beside the database, absolute
-        artifacts = (Path(tracking_uri().removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    uri = mlflow_client.tracking_uri
+    if uri.startswith("sqlite:"):  # keep artifacts beside the database, absolute
+        artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
     return mlflow_client.create_experiment(name, artifact_location=artifacts)
 
 
-def git_commit() -> str:
+def git_commit(root: str | os.PathLike = ".") -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, check=True).stdout
         return commit.strip() + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
@@ -209,7 +212,7 @@ def register_reranker(stage: StageRun, source_run_id: str, reranked_pass_at_1: f
     version = mlflow_client.create_model_version(
         REGISTERED_RERANKER, source, run_id=source_run_id,
         tags={"reranked_pass_at_1": str(score), ROUND: round_id, "coderanker.git_commit": git_commit()})
-    promoted = promote_if_better(mlflow_client, version.version, score)
+    promoted = os.environ.get(PROMOTE_ENV, "1") != "0" and promote_if_better(mlflow_client, version.version, score)
     stage.set_tags({"coderanker.reranker_version": version.version, "coderanker.promoted": promoted})
     return version.version, promoted
 

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.reranker import encode_pair
     from coderanker.tracking import stage_run
     from coderanker.training.ray_train import RayTrainConfig, read_training_log
-    from coderanker.training.reward import RerankerTrainConfig, train_reranker
+    from coderanker.training.reward import RerankerTrainConfig, select_training_pairs, train_reranker
     from pipelines.common import setup_logging, timed_stage
 
     setup_logging()
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         style = resolve_style(params.get("sample", {}).get("prompt_style", "auto"), tokenizer)
         problems = by_name(load_problems(args.problems / "train.jsonl"))
         encoded = []
-        for pair in read_jsonl(args.pairs / "pairs.jsonl"):
+        for pair in select_training_pairs(read_jsonl(args.pairs / "pairs.jsonl"), args.round, config):
             problem = problems[pair["name"]]
             record = {"chosen_ids": encode_pair(tokenizer, style, problem, pair["chosen"], config.max_length),
                       "rejected_ids": encode_pair(tokenizer, style, problem, pair["rejected"], config.max_length)}

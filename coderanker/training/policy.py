@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from coderanker.training.ray_train import RayTrainConfig, fit, report_model
+from coderanker.training.ray_train import RayTrainConfig, fit, report_model, trainer_defaults
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,6 @@ def _summary(log_history: list[dict], kl_key: str, reward_key: str) -> dict:
 
 
 def ppo_worker(loop: dict) -> None:
-    import tempfile
-
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
@@ -89,7 +87,6 @@ def ppo_worker(loop: dict) -> None:
     value = AutoModelForSequenceClassification.from_pretrained(loop["reranker"], num_labels=1)
     dataset = Dataset.from_list([{"input_ids": p["input_ids"]} for p in loop["prompts"]])
     args = PPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="ppo-"),
         total_episodes=config.total_episodes,
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -105,11 +102,7 @@ def ppo_worker(loop: dict) -> None:
         stop_token="eos",
         num_sample_generations=0,
         seed=config.seed,
-        bf16=False,
-        use_cpu=not loop["use_gpu"],
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
+        **trainer_defaults(loop["use_gpu"], "ppo-"),
     )
     trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=ref_policy,
                          reward_model=reward, value_model=value, train_dataset=dataset)
@@ -121,14 +114,9 @@ def ppo_worker(loop: dict) -> None:
         queries = [p["input_ids"] for p in loop["prompts"][: config.reward_eval_prompts]]
         metrics["reward_before"] = mean_reward(ref_policy, reward, tokenizer, queries, config)
         metrics["reward_after"] = mean_reward(trained, reward, tokenizer, queries, config)
-
-    def save(directory):
-        # Ray Train wraps the policy+value model in DDP, where PPOTrainer.save_model would
-        # save both (with shared tensors): save the unwrapped policy alone.
-        trained.save_pretrained(str(directory))
-        tokenizer.save_pretrained(str(directory))
-
-    report_model(save, metrics, history)
+    # Ray Train wraps the policy+value model in DDP, where PPOTrainer.save_model would save
+    # both (with shared tensors): the unwrapped policy alone is the round's policy.
+    report_model(trained, tokenizer, metrics, history)
 
 
 def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], config: PolicyTrainConfig) -> float:
@@ -157,8 +145,6 @@ def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], confi
 
 
 def grpo_worker(loop: dict) -> None:
-    import tempfile
-
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -171,7 +157,6 @@ def grpo_worker(loop: dict) -> None:
     reward_tokenizer = AutoTokenizer.from_pretrained(loop["reranker"])
     dataset = Dataset.from_list([{"prompt": p["messages"]} for p in loop["prompts"]])
     args = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="grpo-"),
         max_steps=max(config.total_episodes // config.batch_size, 1),
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -181,20 +166,11 @@ def grpo_worker(loop: dict) -> None:
         beta=config.kl_coef,
         learning_rate=config.learning_rate,
         seed=config.seed,
-        bf16=False,
-        use_cpu=not loop["use_gpu"],
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
+        **trainer_defaults(loop["use_gpu"], "grpo-"),
     )
     trainer = GRPOTrainer(model=loop["policy"], reward_funcs=reward, args=args, train_dataset=dataset,
                           processing_class=tokenizer, reward_processing_classes=reward_tokenizer)
     trainer.train()
     history = trainer.state.log_history
     metrics = {"episodes": config.total_episodes, **_summary(history, "kl", "reward")}
-
-    def save(directory):
-        trainer.save_model(str(directory))
-        tokenizer.save_pretrained(str(directory))
-
-    report_model(save, metrics, history)
+    report_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, metrics, history)

@@ -64,8 +64,17 @@ def fit(train_fn: Callable[[dict], None], loop_config: dict, out_dir: str | os.P
     return dict(result.metrics or {})
 
 
-def report_model(save: Callable[[Path], None], metrics: dict, log_history: list[dict]) -> None:
-    """Called on every worker at the end: rank 0 saves and reports the model as checkpoint."""
+def trainer_defaults(use_gpu: bool, prefix: str) -> dict:
+    """TrainingArguments every coderanker trainer shares: full precision on CPU (TRL
+    defaults to bf16), a log line per step, no intermediate checkpoints, no trackers (the
+    stage logs the curves to MLflow itself)."""
+    return {"output_dir": tempfile.mkdtemp(prefix=prefix), "bf16": False, "use_cpu": not use_gpu,
+            "logging_steps": 1, "save_strategy": "no", "report_to": []}
+
+
+def report_model(model, tokenizer, metrics: dict, log_history: list[dict]) -> None:
+    """Called on every worker at the end: rank 0 saves the (unwrapped) model with its
+    tokenizer and training log, and reports it as the checkpoint."""
     import ray.train
     from ray.train import Checkpoint
 
@@ -73,7 +82,8 @@ def report_model(save: Callable[[Path], None], metrics: dict, log_history: list[
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        save(Path(tmp))
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
         (Path(tmp) / TRAINING_LOG).write_text(json.dumps(log_history, indent=1))
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
 

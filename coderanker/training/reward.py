@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from coderanker.training.ray_train import RayTrainConfig, fit, report_model
+from coderanker.training.ray_train import RayTrainConfig, fit, report_model, trainer_defaults
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,12 @@ class RerankerTrainConfig:
     """The `reranker` section of params.yaml."""
 
     init: str = "seed"
-    """seed: every round starts from the untrained reranker (the paper); previous: continue."""
+    """seed: every round starts from the untrained reranker (the paper); previous: continue
+    from the previous round's reranker."""
+    max_pairs: int = 0
+    """Cap on pairs per training run (0: all pairs so far, the paper). Under a cap, hard
+    negatives come first, then this round's pairs, then a seeded sample of earlier ones:
+    with init=previous that is continual training with replay, for small compute budgets."""
     epochs: float = 1.0
     learning_rate: float = 2e-5
     batch_size: int = 4
@@ -28,6 +33,28 @@ class RerankerTrainConfig:
     seed: int = 0
     score_batch_size: int = 8
     """Candidates scored per forward pass (mining, evaluation, rerank)."""
+    trainable_layers: int = 0
+    """Train only the top N transformer layers (plus the final norm and the scalar head);
+    0 trains everything. Backward passes stop at the lowest trainable layer, which on a CPU
+    roughly halves the step time for N a fifth of the depth."""
+    fit_eval_pairs: int = 64
+    """Pairs (evenly spread over the training pairs, every round's included) on which
+    accuracy and loss are measured before and after training; 0: all."""
+
+
+def select_training_pairs(pairs: list[dict], round_id: str, config: RerankerTrainConfig) -> list[dict]:
+    """All pairs, or under `max_pairs` the round's hard negatives, then its other new pairs,
+    then a seeded sample of earlier rounds' pairs."""
+    import random
+
+    if not config.max_pairs or len(pairs) <= config.max_pairs:
+        return pairs
+    current = [p for p in pairs if p.get("round") == round_id]
+    hard = [p for p in current if p.get("kind") == "hard_negative"]
+    new = [p for p in current if p.get("kind") != "hard_negative"]
+    earlier = [p for p in pairs if p.get("round") != round_id]
+    random.Random(config.seed).shuffle(earlier)
+    return (hard + new + earlier)[: config.max_pairs]
 
 
 def train_reranker(pairs: list[dict], init_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -43,8 +70,6 @@ def train_reranker(pairs: list[dict], init_dir: str | os.PathLike, out_dir: str 
 
 
 def reward_worker(loop: dict) -> None:
-    import tempfile
-
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -55,9 +80,10 @@ def reward_worker(loop: dict) -> None:
     tokenizer = AutoTokenizer.from_pretrained(loop["init"])
     model = AutoModelForSequenceClassification.from_pretrained(loop["init"], num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
+    if config.trainable_layers:
+        freeze_below_top(model, config.trainable_layers)
     dataset = Dataset.from_list(loop["pairs"])
     args = RewardConfig(
-        output_dir=tempfile.mkdtemp(prefix="reward-"),
         num_train_epochs=config.epochs,
         learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size,
@@ -68,30 +94,38 @@ def reward_worker(loop: dict) -> None:
         weight_decay=config.weight_decay,
         center_rewards_coefficient=config.center_rewards_coefficient or None,
         seed=config.seed,
-        bf16=False,
-        use_cpu=not loop["use_gpu"],
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        disable_tqdm=False,
+        **trainer_defaults(loop["use_gpu"], "reward-"),
     )
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    before = pair_fit(model, loop["pairs"], tokenizer.pad_token_id, config.batch_size)
+    pairs = loop["pairs"]
+    probe = pairs[:: max(len(pairs) // config.fit_eval_pairs, 1)][: config.fit_eval_pairs] if config.fit_eval_pairs else pairs
+    before = pair_fit(model, probe, tokenizer.pad_token_id, config.batch_size)
     trainer.train()
-    after = pair_fit(trainer.model, loop["pairs"], tokenizer.pad_token_id, config.batch_size)
+    after = pair_fit(trainer.model, probe, tokenizer.pad_token_id, config.batch_size)
     metrics = {
         "pairs": len(dataset),
+        "fit_eval_pairs": len(probe),
         "train_pair_accuracy_before": before[0],
         "train_pair_accuracy_after": after[0],
         "train_loss_before": before[1],
         "train_loss_after": after[1],
     }
+    report_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, metrics, trainer.state.log_history)
 
-    def save(directory):
-        trainer.save_model(str(directory))
-        tokenizer.save_pretrained(str(directory))
 
-    report_model(save, metrics, trainer.state.log_history)
+def freeze_below_top(model, trainable: int) -> None:
+    """Freeze embeddings and all but the top `trainable` decoder layers."""
+    backbone = getattr(model, model.base_model_prefix)
+    layers = backbone.layers
+    for parameter in backbone.parameters():
+        parameter.requires_grad = False
+    for layer in layers[max(len(layers) - trainable, 0) :]:
+        for parameter in layer.parameters():
+            parameter.requires_grad = True
+    for parameter in backbone.norm.parameters():
+        parameter.requires_grad = True
+    for parameter in model.score.parameters():
+        parameter.requires_grad = True
 
 
 def pair_fit(model, pairs: list[dict], pad_id: int, batch_size: int) -> tuple[float, float]:

@@ -4,41 +4,15 @@ self-training rounds with real TRL training on Ray, DVC versioning and MLflow tr
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from ..conftest import REPO
+from ..helpers import copy_worktree, sh
 
 pytestmark = pytest.mark.e2e
 ROUNDS = ("r0", "r1", "r2")
 STAGES = ("ppo", "sample", "execute", "mine", "train_reranker", "evaluate")
-
-
-def sh(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=3000)
-    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
-    return done.stdout + done.stderr
-
-
-def copy_worktree(dest: Path) -> Path:
-    """The working tree as a user's clone would have it (tracked and new files, no outputs)."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
-        sh(cmd, dest)
-    return dest
 
 
 @pytest.fixture(scope="module")

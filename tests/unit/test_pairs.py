@@ -100,3 +100,16 @@ def test_a_pair_also_mined_as_hard_negative_stays_marked_hard():
     hard = {**regular, "kind": "hard_negative", "round": "r1", "rejected_score": 2.0}
     (kept,) = dedupe_pairs([regular, hard])
     assert kept["kind"] == "hard_negative" and kept["rejected_score"] == 2.0 and kept["round"] == "r0"
+
+
+def test_training_pairs_under_a_cap_put_hard_negatives_then_new_pairs_first():
+    from coderanker.training.reward import RerankerTrainConfig, select_training_pairs
+
+    pairs = ([{"round": "r0", "kind": "pair", "i": i} for i in range(5)]
+             + [{"round": "r1", "kind": "pair", "i": i} for i in range(3)]
+             + [{"round": "r1", "kind": "hard_negative", "i": i} for i in range(2)])
+    assert select_training_pairs(pairs, "r1", RerankerTrainConfig()) == pairs
+    chosen = select_training_pairs(pairs, "r1", RerankerTrainConfig(max_pairs=6))
+    assert [p["kind"] for p in chosen[:2]] == ["hard_negative"] * 2
+    assert [(p["round"], p["kind"]) for p in chosen[2:5]] == [("r1", "pair")] * 3
+    assert len(chosen) == 6 and chosen[5]["round"] == "r0"

@@ -1,0 +1,43 @@
+"""Prefect flow `evaluate`: score executed candidates with a given reranker (a directory or
+an MLflow URI such as models:/coderanker-reranker@champion) and report the figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+
+@task
+def score_and_summarise(reranker: str, problems: str, results: str, repo: str) -> dict:
+    import os
+
+    from coderanker.jsonl import read_jsonl
+    from coderanker.metrics import summarise
+    from coderanker.problems import by_name, load_problems
+    from coderanker.reranker import Reranker
+    from coderanker.tracking import tracking_uri
+
+    os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri(repo))
+    root = Path(repo)
+    scorer = Reranker.load(reranker)
+    index = by_name(load_problems(root / problems))
+    rows = read_jsonl(root / results)
+    for row, score in zip(rows, scorer.score_candidates(index, rows), strict=True):
+        row["score"] = score
+    return summarise(rows, score=lambda r: r["score"])
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate(reranker: str = "models:/coderanker-reranker@champion",
+             problems: str = "data/problems/eval-starter.jsonl",
+             results: str = "data/r0/results/eval-starter.jsonl", repo: str = ".") -> dict:
+    """Reranked pass@1 next to random, greedy and oracle pass@1 for one result file."""
+    summary = score_and_summarise(reranker, problems, results, str(Path(repo).resolve()))
+    rows = "\n".join(f"| {k} | {v if v is None else round(v, 4)} |" for k, v in summary.items())
+    create_markdown_artifact(markdown=f"## {reranker} on {results}\n\n| metric | value |\n|---|---|\n{rows}",
+                             key="reranker-evaluation")
+    print(json.dumps(summary, indent=2))
+    return summary

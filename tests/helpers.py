@@ -1,0 +1,35 @@
+"""Helpers shared by the tests that run the pipeline in a copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sh(cmd: list[str], cwd: Path, env: dict | None = None, timeout: int = 3000) -> str:
+    """Run a command with the project's venv first on PATH; fail the test with its output."""
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PWD": str(cwd)}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    environment.update(env or {})
+    done = subprocess.run(cmd, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
+    return done.stdout + done.stderr
+
+
+def copy_worktree(dest: Path) -> Path:
+    """The working tree as a user's clone would have it (tracked and new files, no outputs)."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"]):
+        sh(cmd, dest)
+    return dest

@@ -1,0 +1,139 @@
+"""The README's Prefect section against a real Prefect server and process worker: deploy
+from prefect.yaml, run 'self-training/manual' on the tiny profile, check what it left in
+DVC and MLflow, that a second run re-runs nothing, and that appended problems re-run the
+pipeline from the data stage on."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ..helpers import copy_worktree, sh
+
+pytestmark = pytest.mark.integration
+OVERRIDES = {"data.train": ["data/sources/extra.jsonl"], "data.train_limit": 0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], cwd: Path, env: dict, log: Path) -> subprocess.Popen:
+    handle = log.open("w")
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, 9)
+
+
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory):
+    """A real Prefect server with its own PREFECT_HOME, a process pool and worker, and the
+    deployments from prefect.yaml; everything is stopped at the end."""
+    root = tmp_path_factory.mktemp("prefect")
+    repo = copy_worktree(root / "coderanker")
+    from coderanker.jsonl import write_jsonl
+    from coderanker.sources import starter
+
+    write_jsonl(repo / "data" / "sources" / "extra.jsonl", [p.to_record() for p in starter("train")[:5]])
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "extra source"], repo)
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(root / "home"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "INFO",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PWD": str(repo)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    server = start(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], repo, env,
+                   root / "server.log")
+    worker = None
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, (root / "server.log").read_text()[-3000:]
+                time.sleep(1)
+        sh(["prefect", "work-pool", "create", "coderanker", "--type", "process"], repo, env)
+        sh(["prefect", "--no-prompt", "deploy", "--all"], repo, env)
+        worker = start(["prefect", "worker", "start", "--pool", "coderanker"], repo, env, root / "worker.log")
+        yield repo, env, root / "worker.log"
+    finally:
+        if worker is not None:
+            stop(worker)
+        stop(server)
+
+
+def run_manual(repo: Path, env: dict) -> str:
+    return sh(["prefect", "deployment", "run", "self-training/manual", "--param", "profile=tiny",
+               "--param", "rounds=1", "--param", f"overrides={json.dumps(OVERRIDES)}", "--watch"], repo, env)
+
+
+def test_manual_run_then_no_change_then_new_problems(prefect):
+    repo, env, worker_log = prefect
+    out = run_manual(repo, env)
+    assert "Completed" in out, out[-3000:]
+    for round_id in ("r0", "r1"):
+        assert json.loads((repo / "metrics" / f"{round_id}.json").read_text())["round"] == round_id
+    assert (repo / "models" / "r1" / "reranker" / "model.safetensors").exists()
+    lock = (repo / "dvc.lock").read_text()
+    assert "evaluate@r1:" in lock and "ppo@r1:" in lock
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("coderanker")
+    runs = client.search_runs([experiment.experiment_id], "tags.`coderanker.orchestrator` = 'prefect'")
+    (parent,) = runs
+    assert parent.info.status == "FINISHED"
+    rounds = client.search_runs([experiment.experiment_id],
+                                f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["coderanker.round"] for r in rounds) == ["r0", "r1"]
+    assert client.get_model_version_by_alias("coderanker-reranker", "champion") is not None
+
+    # Nothing changed: no stage runs again.
+    stamps = {p: p.stat().st_mtime_ns for p in (repo / "metrics").glob("*.json")}
+    assert "Completed" in run_manual(repo, env)
+    assert (repo / "dvc.lock").read_text() == lock
+    assert {p: p.stat().st_mtime_ns for p in (repo / "metrics").glob("*.json")} == stamps
+    assert "ran nothing (up to date)" in worker_log.read_text()
+
+    # New problems appended to the training source: the pipeline re-runs from the data stage.
+    from coderanker.sources import starter
+
+    extra = repo / "data" / "sources" / "extra.jsonl"
+    with extra.open("a") as handle:
+        handle.write(json.dumps(starter("train")[5].to_record()) + "\n")
+    before = len(worker_log.read_text())
+    assert "Completed" in run_manual(repo, env)
+    rerun = worker_log.read_text()[before:]
+    assert "Running stage 'prepare_data'" in rerun and "Running stage 'train_reranker@r1'" in rerun
+    assert "Running stage 'prepare_models'" not in rerun
+    assert len((repo / "data" / "problems" / "train.jsonl").read_text().splitlines()) == 6
+
+    # The evaluate flow scores the champion reranker on executed candidates.
+    out = sh(["prefect", "deployment", "run", "evaluate/champion", "--param",
+              "results=data/r1/results/eval-starter.jsonl", "--watch"], repo, env)
+    assert "Completed" in out, out[-3000:]
+
+
+def test_nightly_deployment_carries_its_cron_schedule(prefect):
+    repo, env, _ = prefect
+    out = sh(["prefect", "deployment", "inspect", "self-training/nightly"], repo, env)
+    assert "0 2 * * *" in out and "UTC" in out
