@@ -98,7 +98,9 @@ def reward_worker(loop: dict) -> None:
     )
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     pairs = loop["pairs"]
-    probe = pairs[:: max(len(pairs) // config.fit_eval_pairs, 1)][: config.fit_eval_pairs] if config.fit_eval_pairs else pairs
+    probe = pairs
+    if config.fit_eval_pairs:
+        probe = pairs[:: max(len(pairs) // config.fit_eval_pairs, 1)][: config.fit_eval_pairs]
     before = pair_fit(model, probe, tokenizer.pad_token_id, config.batch_size)
     trainer.train()
     after = pair_fit(trainer.model, probe, tokenizer.pad_token_id, config.batch_size)
