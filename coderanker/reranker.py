@@ -35,6 +35,9 @@ def resolve_model_uri(uri: str) -> str:
     if "://" in uri or uri.startswith(("models:/", "runs:/")):
         import mlflow
 
+        from coderanker.tracking import tracking_uri
+
+        mlflow.set_tracking_uri(tracking_uri())  # MLFLOW_TRACKING_URI, else ./mlflow.db
         return mlflow.artifacts.download_artifacts(artifact_uri=uri)
     if not Path(uri).is_dir():
         raise FileNotFoundError(f"{uri}: no reranker directory there")
