@@ -108,6 +108,28 @@ def pairwise_accuracy(groups: dict[str, list[dict]], score: Callable[[dict], flo
     return wins / total if total else None
 
 
+def reranked_gain(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> dict:
+    """How much the reranker beats a random pick, with its noise.
+
+    Per problem, d = [top-scored sample passes] - (fraction of samples that pass); the mean
+    of d is reranked pass@1 minus pass@1. Its standard error over problems (a paired
+    comparison on the same candidates) is the noise. Only problems with both passing and
+    failing samples can give d != 0; their number is `problems_with_choice`."""
+    diffs, choice = [], 0
+    for group in groups.values():
+        samples = sampled(group)
+        if not samples:
+            continue
+        passed = [r["status"] == PASSED for r in samples]
+        best = max(range(len(samples)), key=lambda i: (score(samples[i]), -i))
+        diffs.append(float(passed[best]) - sum(passed) / len(passed))
+        choice += 0 < sum(passed) < len(passed)
+    if not diffs:
+        return {"reranked_gain": None, "reranked_gain_se": None, "problems_with_choice": 0}
+    se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else None
+    return {"reranked_gain": float(np.mean(diffs)), "reranked_gain_se": se, "problems_with_choice": choice}
+
+
 def summarise(results: Iterable[dict], score: Callable[[dict], float] | None = None) -> dict:
     """The `eval` block of metrics/<round>.json for one problem set."""
     groups = group_by_problem(results)
@@ -124,4 +146,5 @@ def summarise(results: Iterable[dict], score: Callable[[dict], float] | None = N
         summary["reranked_pass@1"] = reranked_pass_at_1(groups, score)
         summary["reranker_auc"] = roc_auc([score(r) for r in flat], [r["status"] == PASSED for r in flat])
         summary["reranker_pairwise_acc"] = pairwise_accuracy(groups, score)
+        summary.update(reranked_gain(groups, score))
     return summary

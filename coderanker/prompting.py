@@ -88,3 +88,22 @@ def extract_completion(problem: Problem, generated: str, style: str) -> str:
     if problem.language == "py":
         return python_completion(code, problem.entry_point)
     return code
+
+
+def strip_docstrings(source: str) -> str:
+    """Python `source` without the docstrings of its functions and classes (the lines they
+    span). A prompt is a function head whose body is only its docstring, so a `pass` is
+    added while parsing; source that does not parse is returned unchanged."""
+    try:
+        tree = ast.parse(source + ("" if source.endswith("\n") else "\n") + "    pass\n")
+    except SyntaxError:
+        return source
+    drop: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
+                first.value.value, str
+            ):
+                drop.update(range(first.lineno - 1, first.end_lineno))
+    return "".join(line for i, line in enumerate(source.splitlines(keepends=True)) if i not in drop)

@@ -16,8 +16,14 @@ from coderanker.problems import Problem
 log = logging.getLogger(__name__)
 
 
-def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0) -> Path:
-    """A fresh reranker on the generator's base (same tokenizer), scalar head seeded."""
+def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, layers: int = 0) -> Path:
+    """A fresh reranker on the generator's base (same tokenizer), scalar head seeded.
+
+    `layers` > 0 keeps only the base's bottom `layers` transformer layers (0: all). Scoring,
+    training, and PPO's reward and value passes then cost that fraction of the base's; a
+    classifier on a pretrained model's middle layers loses little (measured on the cpu
+    profile: the bottom 10 of SmolLM2's 30 layers reached eval ROC-AUC 0.68 against 0.59
+    for all 30 with the top 6 trained, at 1.5x the training speed)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -25,6 +31,14 @@ def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
+    if layers < 0:
+        raise ValueError(f"reranker layers must be >= 0, got {layers}")
+    backbone = getattr(model, model.base_model_prefix)
+    if 0 < layers < len(backbone.layers):
+        backbone.layers = backbone.layers[:layers]
+        model.config.num_hidden_layers = layers
+        if getattr(model.config, "layer_types", None):
+            model.config.layer_types = model.config.layer_types[:layers]
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return Path(out_dir)

@@ -12,6 +12,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", required=True, help="smollm2-gguf, tiny-random[:SEED], a .gguf, a dir or hub id")
     parser.add_argument("--out", required=True, type=Path, help="directory for policy/ and reranker/")
     parser.add_argument("--seed", type=int, default=0, help="seed of the reranker's fresh head")
+    parser.add_argument("--reranker-layers", type=int, default=0,
+                        help="keep the base's bottom N layers in the reranker (0: all)")
     args = parser.parse_args(argv)
 
     from coderanker.models import prepare_model
@@ -19,9 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     from pipelines.common import setup_logging, timed_stage
 
     setup_logging()
-    with timed_stage(args.out, "prepare_models", source=args.source):
+    with timed_stage(args.out, "prepare_models", source=args.source, reranker_layers=args.reranker_layers):
         policy = prepare_model(args.source, args.out / "policy")
-        init_reranker(policy, args.out / "reranker", seed=args.seed)
+        init_reranker(policy, args.out / "reranker", seed=args.seed, layers=args.reranker_layers)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,14 @@ def test_summary_hand_computed():
     assert summary["reranked_pass@1"] == pytest.approx(1 / 3)  # p1 right, p2 impossible, p3 wrong
     # pairs: p1 3 of 3 won; p3 (0.5 vs 0.8 lose, 0.5 vs 0.1 win, 0.4 vs 0.8 lose, 0.4 vs 0.1 win)
     assert summary["reranker_pairwise_acc"] == pytest.approx((3 + 2) / (3 + 4))
+    # gain per problem: p1 1 - 1/4, p2 0 - 0, p3 0 - 2/4; sample std over the three
+    diffs = [0.75, 0.0, -0.5]
+    assert summary["reranked_gain"] == pytest.approx(summary["reranked_pass@1"] - summary["pass@1"])
+    assert summary["reranked_gain"] == pytest.approx(sum(diffs) / 3)
+    mean = sum(diffs) / 3
+    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+    assert summary["reranked_gain_se"] == pytest.approx(std / math.sqrt(3))
+    assert summary["problems_with_choice"] == 2
 
 
 def test_sandbox_errors_are_not_counted():
