@@ -50,3 +50,21 @@ def test_sampling_is_batched_seeded_and_in_schema(tiny_model_dir):
         samples_per_problem=2, max_new_tokens=8, batch_size=4, seed=8), round_id="r0"))
     assert [c["completion"] for c in other_seed if not c["greedy"]] != [
         c["completion"] for c in first if not c["greedy"]]
+
+
+def test_reranker_can_keep_the_bottom_layers_of_the_base(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from coderanker.reranker import init_reranker
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    full = AutoModelForSequenceClassification.from_pretrained(init_reranker(tiny_model_dir, tmp_path / "full"))
+    cut = AutoModelForSequenceClassification.from_pretrained(
+        init_reranker(tiny_model_dir, tmp_path / "cut", layers=1))
+    assert len(full.model.layers) == base.config.num_hidden_layers == 2
+    assert len(cut.model.layers) == cut.config.num_hidden_layers == 1
+    # the kept layer is the base's first, its weights unchanged
+    for name, tensor in cut.model.layers[0].state_dict().items():
+        assert torch.equal(tensor, base.model.layers[0].state_dict()[name]), name
+    assert cut(input_ids=torch.tensor([[1, 2, 3, 4]])).logits.shape == (1, 1)

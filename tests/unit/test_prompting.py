@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from coderanker.generation import reference_candidate
 from coderanker.problems import Problem
-from coderanker.prompting import chat_messages, extract_completion, truncate_at_stop
+from coderanker.prompting import chat_messages, extract_completion, strip_docstrings, truncate_at_stop
 from coderanker.sandbox import SandboxConfig, execute_programs
 
 PROBLEM = Problem(
@@ -61,3 +62,21 @@ def test_completion_style_cuts_at_the_earliest_stop_token():
 def test_chat_prompt_shows_the_problem_in_a_fenced_block():
     (message,) = chat_messages(PROBLEM)
     assert message["role"] == "user" and "```python\n" + PROBLEM.prompt.rstrip() + "\n```" in message["content"]
+
+
+def test_strip_docstrings_keeps_imports_and_heads():
+    prompt = ('import math\n\n\ndef area(r: float) -> float:\n'
+              '    """Area of a circle.\n    >>> area(1.0)\n    3.14\n    """\n')
+    assert strip_docstrings(prompt) == "import math\n\n\ndef area(r: float) -> float:\n"
+    code = 'class A:\n    """Doc."""\n    def f(self):\n        """One line."""\n        return 1\n'
+    assert strip_docstrings(code) == "class A:\n    def f(self):\n        return 1\n"
+    assert strip_docstrings("def broken(:\n") == "def broken(:\n"  # unparsable: unchanged
+
+
+def test_reference_is_written_like_a_model_answer_and_still_passes():
+    problem = Problem(**{**PROBLEM.__dict__, "reference": "    return x * 2\n"})
+    candidate = reference_candidate(problem, "chat", "gen", "r0")
+    assert candidate["response"] == "```python\ndef double(x: int) -> int:\n    return x * 2\n```"
+    assert candidate["reference"] is True and candidate["completion"] == problem.reference
+    assert run(extract_completion(problem, candidate["response"], "chat")) == "passed"
+    assert run(candidate["completion"]) == "passed"
