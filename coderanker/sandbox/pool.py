@@ -1,28 +1,47 @@
-"""Parallel execution: one worker slot (and sandbox uid) per concurrent program."""
+"""Parallel execution on a pool of warm sandbox workers, one per slot (and sandbox uid).
+
+Workers outlive a call: the next call with the same settings finds them warm. They are
+killed when the process exits; after a crash each worker sees its job pipe close and ends."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from coderanker.problems import Problem
-from coderanker.sandbox.config import SandboxConfig, Status
-from coderanker.sandbox.runner import Outcome, run_python
+from coderanker.sandbox.cache import CompileCache
+from coderanker.sandbox.config import SandboxConfig
+from coderanker.sandbox.runner import Outcome, ToolchainMissing, run_program, sandbox_error, worker_spec
+from coderanker.sandbox.worker import Worker, WorkerSpec
 
-#: language code -> function running one whole program in the sandbox.
-RUNNERS: dict[str, Callable[[str, SandboxConfig, int], Outcome]] = {"py": run_python}
+_workers: dict[WorkerSpec, queue.Queue[Worker]] = {}
+_lock = threading.Lock()
 
 
-def run_program(language: str, source: str, config: SandboxConfig, slot: int) -> Outcome:
-    runner = RUNNERS.get(language)
-    if runner is None:
-        return Outcome(Status.SANDBOX_ERROR, None, 0.0, "", "", f"no runner for language {language!r}")
-    try:
-        return runner(source, config, slot)
-    except OSError as err:  # the machine failed us, not the program
-        return Outcome(Status.SANDBOX_ERROR, None, 0.0, "", "", f"{type(err).__name__}: {err}")
+def _idle_worker(spec: WorkerSpec) -> Worker:
+    """A warm worker for this slot's spec; each spec has exactly one worker."""
+    with _lock:
+        if spec not in _workers:
+            _workers[spec] = queue.Queue()
+            _workers[spec].put(Worker(spec))
+        idle = _workers[spec]
+    return idle.get()
+
+
+def shutdown() -> None:
+    """Kill every warm worker (they restart on the next call)."""
+    with _lock:
+        for idle in _workers.values():
+            while not idle.empty():
+                idle.get().close()
+        _workers.clear()
+
+
+atexit.register(shutdown)
 
 
 def execute_programs(
@@ -40,12 +59,20 @@ def execute_programs(
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(workers):
         slots.put(slot)
+    compiled = CompileCache(config.cache_dir)
 
     def run(item: tuple[str, str]) -> Outcome:
         slot = slots.get()
         try:
-            return run_program(item[0], item[1], config, slot)
+            spec = worker_spec(config, slot)
+        except ToolchainMissing as err:
+            slots.put(slot)
+            return sandbox_error(str(err))
+        worker = _idle_worker(spec)
+        try:
+            return run_program(item[0], item[1], config, worker, compiled)
         finally:
+            _workers[spec].put(worker)
             slots.put(slot)
 
     done: dict[str, Outcome] = {}

@@ -1,27 +1,24 @@
-"""Run one program in the sandbox and classify what happened."""
+"""Run one program in a warm sandbox worker and classify what happened."""
 
 from __future__ import annotations
 
-import json
-import logging
+import base64
 import os
-import selectors
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from coderanker.languages import LANGUAGES, Language
+from coderanker.sandbox.cache import CompileCache
 from coderanker.sandbox.config import SandboxConfig, Status
+from coderanker.sandbox.worker import REPO, TOOLS_MOUNT, Worker, WorkerError, WorkerSpec
 
-log = logging.getLogger(__name__)
-LAUNCHER = (Path(__file__).with_name("_launcher.py")).read_text(encoding="utf-8")
-SCRUBBED_PATH = "/usr/local/bin:/usr/bin:/bin"
-_warned_network = False
+WORKDIR = "/tmp/w"  # the program's directory inside the sandbox (_zygote.WORK)
+JAVATUPLES = ("/usr/share/java/javatuples.jar",)
+TSC = "node_modules/typescript/lib/tsc.js"
 
 
 @dataclass
@@ -46,18 +43,12 @@ class Outcome:
         }
 
 
-class _Tail:
-    """Keeps the last `keep` bytes of a stream and counts all of them."""
+def sandbox_error(why: str) -> Outcome:
+    return Outcome(Status.SANDBOX_ERROR, None, 0.0, "", "", why)
 
-    def __init__(self, keep: int):
-        self.keep, self.data, self.total = keep, b"", 0
 
-    def add(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        self.data = (self.data + chunk)[-self.keep :]
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace")
+class ToolchainMissing(OSError):
+    """A compiler, runtime or library the language needs is not installed: sandbox_error."""
 
 
 def _world_executable(path: str) -> bool:
@@ -72,182 +63,145 @@ def _world_executable(path: str) -> bool:
 
 
 @cache
-def sandbox_python(configured: str, dropping_uid: bool) -> str:
-    """The interpreter that runs Python programs: one the sandbox uid can execute."""
+def sandbox_python(configured: str) -> str:
+    """The interpreter of the workers: a system one the sandbox uid can execute, outside
+    the paths the sandbox hides (homes, the repository)."""
     if configured:
         return configured
-    candidates = [sys.executable, shutil.which("python3") or "", "/usr/bin/python3"]
-    for candidate in candidates:
-        if candidate and os.path.exists(candidate) and (not dropping_uid or _world_executable(candidate)):
-            return candidate
-    raise FileNotFoundError("no Python interpreter that the sandbox uid can execute; set execute.python")
+    for candidate in ("/usr/bin/python3", shutil.which("python3") or "", sys.executable):
+        real = os.path.realpath(candidate) if candidate else ""
+        if real and os.path.exists(real) and _world_executable(real) and not real.startswith(("/root/", "/home/")):
+            return real
+    raise ToolchainMissing("no system Python the sandbox can execute; set execute.python")
 
 
-def sandbox_uid(config: SandboxConfig, slot: int) -> int | None:
-    return config.uid_base + slot if os.geteuid() == 0 else None
+def tools_dir(config: SandboxConfig) -> str:
+    return config.tools_dir or str(REPO / ".tools")
 
 
-def kill_uid(uid: int) -> int:
-    """SIGKILL every process of `uid` (daemons that left the process group included)."""
-    killed = 0
-    for _ in range(50):  # a fork bomb may fork while we kill; its NPROC cap bounds this
-        pids = [pid for pid in _pids_of(uid) if pid != os.getpid()]
-        if not pids:
-            return killed
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-        time.sleep(0.005)
-    return killed
+def worker_spec(config: SandboxConfig, slot: int) -> WorkerSpec:
+    uid = config.uid_base + slot if os.geteuid() == 0 else None
+    return WorkerSpec(sandbox_python(config.python), uid, config.network, config.tmp_size_mb, config.tmp_inodes,
+                      tools_dir(config))
 
 
-def _pids_of(uid: int) -> list[int]:
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid != uid:
-                    continue
-                with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                    state = handle.read().rsplit(b")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if state not in (b"Z", b"X"):  # zombies cannot be killed; their parent reaps them
-                pids.append(int(entry.name))
-    return pids
+@cache
+def _which(name: str) -> str:
+    path = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin")
+    if path is None:
+        raise ToolchainMissing(f"{name} is not installed (run `make setup`)")
+    return os.path.realpath(path) if name in ("node", "java", "javac") else path
 
 
-def run_python(source: str, config: SandboxConfig, slot: int = 0) -> Outcome:
-    """Run a Python program; each run in a fresh temporary directory, removed afterwards."""
-    uid = sandbox_uid(config, slot)
+def template_values(language: Language, config: SandboxConfig, compiling: bool) -> dict:
+    values = {"heap_mb": config.compile_memory_mb if compiling else config.memory_mb}
+    if language.code == "java":
+        values["javatuples"] = next((jar for jar in JAVATUPLES if os.path.exists(jar)), None)
+        if values["javatuples"] is None:
+            raise ToolchainMissing("javatuples is not installed (libjavatuples-java; run `make setup`)")
+    if language.code == "ts":
+        if not os.path.exists(os.path.join(tools_dir(config), TSC)):
+            raise ToolchainMissing(f"TypeScript is not installed in {tools_dir(config)} (run `make setup`)")
+        values["tsc"] = f"{TOOLS_MOUNT}/{TSC}"
+    return values
+
+
+def command(language: Language, template: tuple[str, ...], config: SandboxConfig, compiling: bool) -> list[str]:
+    argv = language.command(template, **template_values(language, config, compiling))
+    if not argv[0].startswith("./"):
+        argv[0] = _which(argv[0])
+    return argv
+
+
+def step(language: Language, stage: str, argv: list[str] | None, config: SandboxConfig) -> dict:
+    compiling = stage == "compile"
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": WORKDIR, "LANG": "C.UTF-8",
+           **dict(language.env)}
+    return {
+        "stage": stage,
+        "argv": argv,
+        "python": language.source if argv is None else None,
+        "env": env,
+        "timeout": config.compile_timeout_s if compiling else config.timeout_s,
+        "rlimits": config.rlimits(compiling, language.runtime_mb, language.min_processes),
+        "keep": list(language.artefacts) if compiling else [],
+    }
+
+
+def build_job(language: Language, source: str, config: SandboxConfig, uid: int | None,
+              artefacts: dict[str, str] | None) -> dict:
+    """The worker's job: the source (and cached artefacts, which skip the compile step)."""
+    files = {language.source: base64.b64encode(source.encode()).decode(), **(artefacts or {})}
+    steps = []
+    if language.compile and artefacts is None:
+        steps.append(step(language, "compile", command(language, language.compile, config, True), config))
+    run_argv = command(language, language.run, config, False) if language.run else None
+    steps.append(step(language, "run", run_argv, config))
+    return {"uid": uid, "files": files, "steps": steps, "tail": config.tail_bytes,
+            "output_limit": config.output_limit_kb * 1024, "keep_limit": 64 * 2**20}
+
+
+def run_program(language_code: str, source: str, config: SandboxConfig, worker: Worker,
+                compiled: CompileCache | None = None) -> Outcome:
+    """Run one whole program (check or compile, then run) on a warm worker."""
+    language = LANGUAGES.get(language_code)
+    if language is None:
+        return sandbox_error(f"no runner for language {language_code!r}")
     try:
-        python = sandbox_python(config.python, uid is not None)
-    except FileNotFoundError as err:
-        return Outcome(Status.SANDBOX_ERROR, None, 0.0, "", "", str(err))
-    workdir = tempfile.mkdtemp(prefix="coderanker-", dir=config.tmp_root or None)
-    try:
-        program = os.path.join(workdir, "program.py")
-        with open(program, "w", encoding="utf-8") as handle:
-            handle.write(source)
-        if uid is not None:
-            os.chown(workdir, uid, uid)
-            os.chown(program, uid, uid)
-        return _run_launcher({"mode": "python", "program": program}, python, workdir, uid, config)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        key = compiled.key(language, source) if compiled is not None and language.artefacts else None
+        artefacts = compiled.get(key) if key else None
+        job = build_job(language, source, config, worker.spec.uid, artefacts)
+        limit = sum(s["timeout"] for s in job["steps"]) + 30
+        answer = worker.run(job, limit)
+    except (WorkerError, OSError) as err:  # the machine failed us, not the program
+        return sandbox_error(f"{type(err).__name__}: {err}")
+    if "error" in answer:
+        return sandbox_error(f"sandbox worker: {answer['error']}")
+    outcome = classify(language, answer["steps"], config)
+    if key and answer["files"] and outcome.status is not Status.COMPILE_ERROR:
+        compiled.put(key, answer["files"])
+    return outcome
 
 
-def _run_launcher(job: dict, python: str, workdir: str, uid: int | None, config: SandboxConfig) -> Outcome:
-    status_r, status_w = os.pipe()
-    rlimits = config.rlimits()
-    if uid is None:
-        rlimits.pop("RLIMIT_NPROC")  # would count all of the caller's processes
-    job = {**job, "status_fd": status_w, "uid": uid, "network": config.network, "rlimits": rlimits}
-    env = {"PATH": SCRUBBED_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
-    start = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            [python, "-I", "-S", "-c", LAUNCHER, json.dumps(job)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(status_w,),
-            cwd=workdir,
-            env=env,
-            start_new_session=True,
-        )
-    except OSError as err:
-        os.close(status_r)
-        os.close(status_w)
-        return Outcome(Status.SANDBOX_ERROR, None, 0.0, "", "", f"spawn failed: {err}")
-    os.close(status_w)
-    try:
-        events, out, err, timed_out, flooded = _collect(proc, status_r, config, start)
-    finally:
-        _kill_tree(proc, uid)
-        os.close(status_r)
-    duration = time.monotonic() - start
-    return _classify(proc.returncode, events, out, err, timed_out, flooded, duration)
+def _text(data: str) -> str:
+    return base64.b64decode(data).decode("utf-8", errors="replace")
 
 
-def _collect(proc, status_r, config, start):
-    """Read stdout, stderr and status events until the program exits or a limit is hit."""
-    out, err = _Tail(config.tail_bytes), _Tail(config.tail_bytes)
-    events = bytearray()
-    sinks = {proc.stdout.fileno(): out.add, proc.stderr.fileno(): err.add, status_r: events.extend}
-    selector = selectors.DefaultSelector()
-    for fd in sinks:
-        selector.register(fd, selectors.EVENT_READ)
-    deadline, limit = start + config.timeout_s, config.output_limit_kb * 1024
-    timed_out = flooded = False
-    exited_at = None
-    try:
-        while selector.get_map():
-            now = time.monotonic()
-            if proc.poll() is not None:
-                exited_at = exited_at or now
-                if now - exited_at > 0.05:  # left-over children may hold the pipes open
-                    break
-            elif now >= deadline:
-                timed_out = True
-                break
-            for key, _ in selector.select(timeout=min(0.05, max(deadline - now, 0.001))):
-                chunk = os.read(key.fd, 65536)
-                if chunk:
-                    sinks[key.fd](chunk)
-                else:
-                    selector.unregister(key.fd)
-            if out.total + err.total > limit:
-                flooded = True
-                break
-    finally:
-        selector.close()
-    return bytes(events), out, err, timed_out, flooded
-
-
-def _kill_tree(proc: subprocess.Popen, uid: int | None) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    if uid is not None:
-        kill_uid(uid)
-    proc.wait()
-    proc.stdout.close()
-    proc.stderr.close()
-
-
-def _classify(code, events, out, err, timed_out, flooded, duration) -> Outcome:
-    global _warned_network
-    if b"N" in events and not _warned_network:
-        _warned_network = True
-        log.warning("the kernel refused a network namespace: programs run with the host network")
-    tails = (out.text(), err.text())
+def classify(language: Language, steps: list[dict], config: SandboxConfig) -> Outcome:
+    last = steps[-1]
+    code, events = last["code"], last["events"]
+    stdout, stderr = _text(last["stdout"]), _text(last["stderr"])
+    duration = sum(s["duration_s"] for s in steps)
 
     def outcome(status: Status, detail: str = "") -> Outcome:
-        return Outcome(status, code, duration, *tails, detail)
+        return Outcome(status, code, duration, stdout, stderr, detail)
 
-    if b"E" in events or (code == 125 and b"R" not in events and b"C" not in events):
-        return outcome(Status.SANDBOX_ERROR, "sandbox setup failed")
-    if flooded:
-        return outcome(Status.FAILED, "output limit exceeded")
-    if timed_out:
-        return outcome(Status.TIMEOUT, "wall-clock limit")
-    if b"C" in events:
+    if "E" in events or not last["clean"]:
+        return outcome(Status.SANDBOX_ERROR, "sandbox set-up failed" if "E" in events else "processes survived")
+    cpu_limit = last["cpu_s"] >= (config.compile_cpu_s if last["stage"] == "compile" else config.cpu_s) - 0.05
+    killed_at_cpu_limit = code == -signal.SIGXCPU or (code == -signal.SIGKILL and cpu_limit)
+    if last["stage"] == "compile":
+        if last["timed_out"] or killed_at_cpu_limit:
+            return outcome(Status.TIMEOUT, "compile time limit")
+        if last["flooded"]:
+            return outcome(Status.COMPILE_ERROR, "compiler output limit exceeded")
         return outcome(Status.COMPILE_ERROR)
-    if b"M" in events or "MemoryError" in tails[1]:
+    if last["flooded"]:
+        return outcome(Status.FAILED, "output limit exceeded")
+    if last["timed_out"]:
+        return outcome(Status.TIMEOUT, "wall-clock limit")
+    if "C" in events:
+        return outcome(Status.COMPILE_ERROR)
+    if "M" in events or any(marker in stderr for marker in language.memory_markers):
         return outcome(Status.MEMORY_EXCEEDED)
-    if b"T" in events or code == -signal.SIGXCPU:
+    if killed_at_cpu_limit:
         return outcome(Status.TIMEOUT, "cpu-time limit")
-    if code == -signal.SIGKILL:
-        return outcome(Status.MEMORY_EXCEEDED, "killed (out of memory)")
-    if code == 0 and b"D" in events:
-        return outcome(Status.PASSED)
-    if code == 0:
+    if any(marker in stderr for marker in language.failure_markers):
+        return outcome(Status.FAILED, "assertion failed")
+    if code == 0 and language.run == () and "D" not in events:
         return outcome(Status.FAILED, "exited before the tests finished")
+    if code == 0:
+        return outcome(Status.PASSED)
     if code is not None and code < 0:
         return outcome(Status.FAILED, f"killed by signal {signal.Signals(-code).name}")
     return outcome(Status.FAILED)
