@@ -290,8 +290,19 @@ def write_message(fd, message):
         data = data[os.write(fd, data) :]
 
 
+#: Imported once here, so each forked child finds them loaded (a fresh `import typing` costs
+#: milliseconds, more than the rest of a typical test run). Children get copies: nothing leaks.
+WARM_MODULES = ("typing", "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
+                "hashlib", "random", "fractions", "decimal", "statistics", "copy", "operator", "traceback")
+
+
 def main():
     settings = json.loads(sys.argv[1])
+    for module in WARM_MODULES:
+        try:
+            __import__(module)
+        except ImportError:
+            pass
     requests, answers = os.dup(0), os.dup(1)  # children get other fds 0-2; Python's own streams stay unused
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)

@@ -1,0 +1,3 @@
+from benchmarks.sandbox.run import main
+
+raise SystemExit(main())
