@@ -19,6 +19,7 @@ from coderanker.sandbox.worker import REPO, TOOLS_MOUNT, Worker, WorkerError, Wo
 WORKDIR = "/tmp/w"  # the program's directory inside the sandbox (_zygote.WORK)
 JAVATUPLES = ("/usr/share/java/javatuples.jar",)
 TSC = "node_modules/typescript/lib/tsc.js"
+PCH_DIR = "pch"
 
 
 @dataclass
@@ -106,11 +107,24 @@ def template_values(language: Language, config: SandboxConfig, compiling: bool) 
     return values
 
 
-def command(language: Language, template: tuple[str, ...], config: SandboxConfig, compiling: bool) -> list[str]:
+def command(language: Language, template: tuple[str, ...], config: SandboxConfig, compiling: bool,
+            source: str = "") -> list[str]:
     argv = language.command(template, **template_values(language, config, compiling))
     if not argv[0].startswith("./"):
         argv[0] = _which(argv[0])
+    if compiling and language.code == "cpp" and _includes_stdcpp(source) and _has_pch(config):
+        # The program includes everything anyway; including the precompiled header first is
+        # the same program, compiled in a third of the time (make setup builds it).
+        argv[1:1] = ["-I", f"{TOOLS_MOUNT}/{PCH_DIR}", "-include", "bits/stdc++.h"]
     return argv
+
+
+def _includes_stdcpp(source: str) -> bool:
+    return any(line.replace(" ", "") == "#include<bits/stdc++.h>" for line in source.splitlines()[:50])
+
+
+def _has_pch(config: SandboxConfig) -> bool:
+    return os.path.exists(os.path.join(tools_dir(config), PCH_DIR, "bits", "stdc++.h.gch"))
 
 
 def step(language: Language, stage: str, argv: list[str] | None, config: SandboxConfig) -> dict:
@@ -134,7 +148,7 @@ def build_job(language: Language, source: str, config: SandboxConfig, uid: int |
     files = {language.source: base64.b64encode(source.encode()).decode(), **(artefacts or {})}
     steps = []
     if language.compile and artefacts is None:
-        steps.append(step(language, "compile", command(language, language.compile, config, True), config))
+        steps.append(step(language, "compile", command(language, language.compile, config, True, source), config))
     run_argv = command(language, language.run, config, False) if language.run else None
     steps.append(step(language, "run", run_argv, config))
     return {"uid": uid, "files": files, "steps": steps, "tail": config.tail_bytes,
