@@ -25,13 +25,16 @@ class CompileCache:
     def __init__(self, root: str | os.PathLike = ""):
         self.root = Path(root) if root else default_cache_dir()
 
-    def key(self, language: Language, source: str) -> str:
+    def key(self, language: Language, source: str, toolchain: tuple[str, ...] = ()) -> str:
+        """`toolchain`: files besides the compiler whose change invalidates (TypeScript's tsc)."""
         compiler = shutil.which(language.compile[0]) or language.compile[0]
-        try:
-            stamp = os.stat(os.path.realpath(compiler)).st_mtime_ns  # a new toolchain invalidates
-        except OSError:
-            stamp = 0
-        ident = json.dumps([language.code, list(language.compile), compiler, stamp, source])
+        stamps = []
+        for path in (compiler, *toolchain):  # a new toolchain invalidates
+            try:
+                stamps.append(os.stat(os.path.realpath(path)).st_mtime_ns)
+            except OSError:
+                stamps.append(0)
+        ident = json.dumps([language.code, list(language.compile), compiler, stamps, source])
         return hashlib.sha256(ident.encode()).hexdigest()
 
     def get(self, key: str) -> dict[str, str] | None:

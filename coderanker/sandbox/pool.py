@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -41,7 +42,15 @@ def shutdown() -> None:
         _workers.clear()
 
 
+def _forget_workers() -> None:
+    """In a forked child: the workers (and their pipes) belong to the parent; start afresh."""
+    global _lock
+    _workers.clear()
+    _lock = threading.Lock()
+
+
 atexit.register(shutdown)
+os.register_at_fork(after_in_child=_forget_workers)
 
 
 def execute_programs(

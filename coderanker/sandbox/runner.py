@@ -162,7 +162,8 @@ def run_program(language_code: str, source: str, config: SandboxConfig, worker: 
     if language is None:
         return sandbox_error(f"no runner for language {language_code!r}")
     try:
-        key = compiled.key(language, source) if compiled is not None and language.artefacts else None
+        toolchain = (os.path.join(tools_dir(config), TSC),) if language.code == "ts" else ()
+        key = compiled.key(language, source, toolchain) if compiled is not None and language.artefacts else None
         artefacts = compiled.get(key) if key else None
         job = build_job(language, source, config, worker.spec.uid, artefacts)
         limit = sum(s["timeout"] for s in job["steps"]) + 30

@@ -93,6 +93,14 @@ def _spawn(cmd: list[str]) -> subprocess.Popen:
                            stderr=subprocess.PIPE, start_new_session=True).result()
 
 
+def _forget_spawner() -> None:
+    global _spawner, _spawner_lock
+    _spawner, _spawner_lock = None, threading.Lock()  # its thread did not survive the fork
+
+
+os.register_at_fork(after_in_child=_forget_spawner)
+
+
 class Worker:
     """One warm sandbox; used by one thread at a time."""
 
