@@ -87,11 +87,12 @@ LANGUAGES: dict[str, Language] = {
         Language(
             "php", "program.php", ("\nfunction", "\n?>", "\n//", "\n#"),
             compile=("php", "-l", "{src}"), run=("php", "-d", "memory_limit={heap_mb}M", "{src}"),
-            memory_markers=("Allowed memory size of",),
+            runtime_mb=128, memory_markers=("Allowed memory size of", "\nOut of memory"),
         ),
         Language(
             "sh", "program.sh", ("\n}",),
             compile=("bash", "-n", "{src}"), run=("bash", "{src}"),
+            memory_markers=("xmalloc: cannot allocate", "xrealloc: cannot allocate"),
         ),
         Language(
             "cs", "program.cs", ("\n    }\n",),
@@ -100,7 +101,7 @@ LANGUAGES: dict[str, Language] = {
             env=(("MONO_TRACE_LISTENER", "Console.Error"),),
             runtime_mb=1024, min_processes=32,
             failure_markers=("System.Diagnostics.DefaultTraceListener.Fail", "Unhandled Exception"),
-            memory_markers=("OutOfMemoryException",),
+            memory_markers=("OutOfMemoryException", "Garbage collector could not allocate"),
         ),
     )
 }

@@ -323,16 +323,26 @@ class TestNetworkSocket:
 
 
 class TestOtherLanguages:
-    def test_cpp_memory_bomb(self):
-        source = ("#include <vector>\n"
-                  "int main() { std::vector<char*> v; while (true) v.push_back(new char[1 << 20]()); }\n")
-        assert run(source, SLOW_START, language="cpp").status is Status.MEMORY_EXCEEDED
-
     def test_shell_daemon_and_fork_bomb(self):
         outcome = run("setsid sleep 1000 &\nbomb() { bomb | bomb & }\nbomb\nsleep 1000\n", language="sh")
         assert outcome.status is Status.TIMEOUT
 
-    def test_java_memory_bomb(self):
-        source = ("import java.util.*;\nclass Problem { public static void main(String[] a) {\n"
-                  "List<long[]> l = new ArrayList<>(); while (true) l.add(new long[1 << 20]); } }\n")
-        assert run(source, SLOW_START, language="java").status is Status.MEMORY_EXCEEDED
+
+MEMORY_BOMBS = {
+    "cpp": "#include <vector>\nint main() { std::vector<char*> v; while (true) v.push_back(new char[1 << 20]()); }\n",
+    "java": ("import java.util.*;\nclass Problem { public static void main(String[] a) {\n"
+             "List<long[]> l = new ArrayList<>(); while (true) l.add(new long[1 << 20]); } }\n"),
+    "js": "let a = [];\nwhile (true) a.push(new Array(1e6).fill(1));\n",
+    "ts": "let a: number[][] = [];\nwhile (true) a.push(new Array(1e6).fill(1));\n",
+    "php": "<?php\n$a = [];\nwhile (true) $a[] = str_repeat('x', 1 << 20);\n",
+    "sh": "x=a\nwhile true; do x=$x$x; done\n",
+    "cs": ("using System; using System.Collections.Generic;\nclass Problem { static void Main() {\n"
+           "var l = new List<byte[]>(); while (true) l.Add(new byte[1 << 20]); } }\n"),
+}
+
+
+class TestMemoryBombEveryLanguage:
+    @pytest.mark.parametrize("language", list(MEMORY_BOMBS))
+    def test_memory_exceeded(self, language):
+        outcome = run(MEMORY_BOMBS[language], SLOW_START, language=language)
+        assert outcome.status is Status.MEMORY_EXCEEDED, outcome.stderr_tail
