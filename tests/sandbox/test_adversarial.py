@@ -75,12 +75,30 @@ class TestSleepForever:
         assert run("import time\ntime.sleep(1000)\n").status is Status.TIMEOUT
 
 
+MEMORY_BOMBS = {
+    "cpp": "#include <vector>\nint main() { std::vector<char*> v; while (true) v.push_back(new char[1 << 20]()); }\n",
+    "java": ("import java.util.*;\nclass Problem { public static void main(String[] a) {\n"
+             "List<long[]> l = new ArrayList<>(); while (true) l.add(new long[1 << 20]); } }\n"),
+    "js": "let a = [];\nwhile (true) a.push(new Array(1e6).fill(1));\n",
+    "ts": "let a: number[][] = [];\nwhile (true) a.push(new Array(1e6).fill(1));\n",
+    "php": "<?php\n$a = [];\nwhile (true) $a[] = str_repeat('x', 1 << 20);\n",
+    "sh": "x=a\nwhile true; do x=$x$x; done\n",
+    "cs": ("using System; using System.Collections.Generic;\nclass Problem { static void Main() {\n"
+           "var l = new List<byte[]>(); while (true) l.Add(new byte[1 << 20]); } }\n"),
+}
+
+
 class TestMemoryBomb:
     def test_one_huge_allocation(self):
         assert run("x = bytearray(10**11)\n").status is Status.MEMORY_EXCEEDED
 
     def test_growing_list(self):
         assert run("x = []\nwhile True:\n    x.append(' ' * 10**6)\n").status is Status.MEMORY_EXCEEDED
+
+    @pytest.mark.parametrize("language", list(MEMORY_BOMBS))
+    def test_every_other_language(self, language):
+        outcome = run(MEMORY_BOMBS[language], SLOW_START, language=language)
+        assert outcome.status is Status.MEMORY_EXCEEDED, outcome.stderr_tail
 
 
 class TestSyntaxError:
@@ -107,11 +125,28 @@ class TestNetwork:
         assert outcome.status is Status.PASSED
         assert "CONNECTED" not in outcome.stdout_tail and outcome.stdout_tail.count("refused") == 3
 
+    def test_only_an_isolated_loopback(self):
+        source = (
+            "import socket\n"
+            "print([name for _, name in socket.if_nameindex()])\n"
+            "server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen()\n"
+            "print('listening', server.getsockname()[1])\n"
+        )
+        outcome = run(source)
+        assert outcome.status is Status.PASSED and outcome.stdout_tail.startswith("['lo']")
+        port = int(outcome.stdout_tail.split()[-1])
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass  # the sandbox's loopback is not the host's
+
 
 class TestForkBomb:
     def test_contained_and_reaped(self):
         source = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
         assert run(source).status is Status.TIMEOUT
+
+    def test_shell_fork_bomb_with_a_daemon(self):
+        outcome = run("setsid sleep 1000 &\nbomb() { bomb | bomb & }\nbomb\nsleep 1000\n", language="sh")
+        assert outcome.status is Status.TIMEOUT
 
 
 class TestBackgroundDaemon:
@@ -136,7 +171,7 @@ class TestEarlyExit:
         assert run("import sys\nsys.exit(0)\nassert False\n").status is Status.FAILED
 
 
-class TestEnvironment:
+class TestHostEnvironmentAndHome:
     def test_environment_is_scrubbed_and_uid_dropped(self):
         os.environ["CODERANKER_SECRET"] = "leak"
         try:
@@ -146,6 +181,39 @@ class TestEnvironment:
         assert "CODERANKER_SECRET" not in outcome.stdout_tail
         if ROOT:
             assert outcome.stdout_tail.split()[-1] != "0"
+
+    def test_no_host_secrets_home_or_project(self):
+        source = (
+            "import os\n"
+            "print('uid', os.getuid())\n"
+            "print('env', sorted(os.environ))\n"
+            f"for folder in ['/root', '/home', os.path.expanduser('~'), {str(REPO)!r}]:\n"
+            "    print('list', folder, os.listdir(folder) if os.path.isdir(folder) else None)\n"
+            "try:\n"
+            "    print('SHADOW', open('/etc/shadow').read()[:10])\n"
+            "except OSError as err:\n"
+            "    print('shadow denied', err.errno)\n"
+            "print('pids', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
+            "try:\n"
+            "    print('ENVIRON', open('/proc/1/environ').read())\n"
+            "except OSError as err:\n"
+            "    print('environ denied', err.errno)\n"
+        )
+        os.environ["CODERANKER_SECRET"] = "leak"
+        try:
+            outcome = run(source)
+        finally:
+            del os.environ["CODERANKER_SECRET"]
+        lines = dict(line.split(" ", 1) for line in outcome.stdout_tail.splitlines())
+        assert outcome.status is Status.PASSED, outcome.stderr_tail
+        assert "CODERANKER_SECRET" not in outcome.stdout_tail and "SHADOW" not in outcome.stdout_tail
+        assert "ENVIRON" not in outcome.stdout_tail
+        assert all(line.endswith("[]") or line.endswith("None") for key, line in lines.items() if key == "list")
+        assert f"'{REPO.name}'" not in outcome.stdout_tail
+        # PID namespace: the program sees a handful of processes (its sandbox's), never the host's
+        assert len(eval(lines["pids"])) < 6 and os.getpid() not in eval(lines["pids"])
+        if ROOT:
+            assert lines["uid"] != "0"
 
 
 class TestFileSize:
@@ -212,41 +280,6 @@ class TestWriteOutsideTheTemporaryDirectory:
         assert "left-over" not in outcome.stdout_tail
 
 
-class TestHostEnvironmentAndHome:
-    def test_no_host_secrets_home_or_project(self):
-        source = (
-            "import os\n"
-            "print('uid', os.getuid())\n"
-            "print('env', sorted(os.environ))\n"
-            f"for folder in ['/root', '/home', os.path.expanduser('~'), {str(REPO)!r}]:\n"
-            "    print('list', folder, os.listdir(folder) if os.path.isdir(folder) else None)\n"
-            "try:\n"
-            "    print('SHADOW', open('/etc/shadow').read()[:10])\n"
-            "except OSError as err:\n"
-            "    print('shadow denied', err.errno)\n"
-            "print('pids', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
-            "try:\n"
-            "    print('ENVIRON', open('/proc/1/environ').read())\n"
-            "except OSError as err:\n"
-            "    print('environ denied', err.errno)\n"
-        )
-        os.environ["CODERANKER_SECRET"] = "leak"
-        try:
-            outcome = run(source)
-        finally:
-            del os.environ["CODERANKER_SECRET"]
-        lines = dict(line.split(" ", 1) for line in outcome.stdout_tail.splitlines())
-        assert outcome.status is Status.PASSED, outcome.stderr_tail
-        assert "CODERANKER_SECRET" not in outcome.stdout_tail and "SHADOW" not in outcome.stdout_tail
-        assert "ENVIRON" not in outcome.stdout_tail
-        assert all(line.endswith("[]") or line.endswith("None") for key, line in lines.items() if key == "list")
-        assert f"'{REPO.name}'" not in outcome.stdout_tail
-        # PID namespace: the program sees a handful of processes (its sandbox's), never the host's
-        assert len(eval(lines["pids"])) < 6 and os.getpid() not in eval(lines["pids"])
-        if ROOT:
-            assert lines["uid"] != "0"
-
-
 class TestKillTheParent:
     def test_cannot_signal_its_supervisor_and_the_next_program_runs(self):
         source = (
@@ -305,44 +338,3 @@ class TestFillTheDisk:
         run("open('big', 'wb').write(b'0' * 8 * 2**20)\n")
         outcome = run("import os\ns = os.statvfs('.')\nprint(s.f_bfree * s.f_frsize // 2**20)\n")
         assert int(outcome.stdout_tail) >= CONFIG.tmp_size_mb - 1
-
-
-class TestNetworkSocket:
-    def test_only_an_isolated_loopback(self):
-        source = (
-            "import socket\n"
-            "print([name for _, name in socket.if_nameindex()])\n"
-            "server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen()\n"
-            "print('listening', server.getsockname()[1])\n"
-        )
-        outcome = run(source)
-        assert outcome.status is Status.PASSED and outcome.stdout_tail.startswith("['lo']")
-        port = int(outcome.stdout_tail.split()[-1])
-        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            pass  # the sandbox's loopback is not the host's
-
-
-class TestOtherLanguages:
-    def test_shell_daemon_and_fork_bomb(self):
-        outcome = run("setsid sleep 1000 &\nbomb() { bomb | bomb & }\nbomb\nsleep 1000\n", language="sh")
-        assert outcome.status is Status.TIMEOUT
-
-
-MEMORY_BOMBS = {
-    "cpp": "#include <vector>\nint main() { std::vector<char*> v; while (true) v.push_back(new char[1 << 20]()); }\n",
-    "java": ("import java.util.*;\nclass Problem { public static void main(String[] a) {\n"
-             "List<long[]> l = new ArrayList<>(); while (true) l.add(new long[1 << 20]); } }\n"),
-    "js": "let a = [];\nwhile (true) a.push(new Array(1e6).fill(1));\n",
-    "ts": "let a: number[][] = [];\nwhile (true) a.push(new Array(1e6).fill(1));\n",
-    "php": "<?php\n$a = [];\nwhile (true) $a[] = str_repeat('x', 1 << 20);\n",
-    "sh": "x=a\nwhile true; do x=$x$x; done\n",
-    "cs": ("using System; using System.Collections.Generic;\nclass Problem { static void Main() {\n"
-           "var l = new List<byte[]>(); while (true) l.Add(new byte[1 << 20]); } }\n"),
-}
-
-
-class TestMemoryBombEveryLanguage:
-    @pytest.mark.parametrize("language", list(MEMORY_BOMBS))
-    def test_memory_exceeded(self, language):
-        outcome = run(MEMORY_BOMBS[language], SLOW_START, language=language)
-        assert outcome.status is Status.MEMORY_EXCEEDED, outcome.stderr_tail
