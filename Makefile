@@ -45,4 +45,4 @@ test:
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint:
-	$(BIN)/ruff check coderanker pipelines tasks flows tests
+	$(BIN)/ruff check coderanker pipelines tasks flows tests benchmarks
