@@ -62,15 +62,15 @@ def oracle_pass_at_n(groups: dict[str, list[dict]]) -> float | None:
     return float(np.mean(outcomes)) if outcomes else None
 
 
+def top_sample(samples: list[dict], score: Callable[[dict], float]) -> dict:
+    """The reranker's pick: the top-scored sample; ties go to the earliest sample, so a
+    constant score reduces to "take sample 0"."""
+    return samples[max(range(len(samples)), key=lambda i: (score(samples[i]), -i))]
+
+
 def reranked_pass_at_1(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> float | None:
-    """Fraction of problems whose top-scored sampled candidate passes. Ties go to the
-    earliest sample, so a constant score reduces to "take sample 0"."""
-    outcomes = []
-    for group in groups.values():
-        samples = sampled(group)
-        if samples:
-            best = max(range(len(samples)), key=lambda i: (score(samples[i]), -i))
-            outcomes.append(samples[best]["status"] == PASSED)
+    """Fraction of problems whose top-scored sampled candidate passes (see `top_sample`)."""
+    outcomes = [top_sample(samples, score)["status"] == PASSED for samples in map(sampled, groups.values()) if samples]
     return float(np.mean(outcomes)) if outcomes else None
 
 
@@ -121,8 +121,7 @@ def reranked_gain(groups: dict[str, list[dict]], score: Callable[[dict], float])
         if not samples:
             continue
         passed = [r["status"] == PASSED for r in samples]
-        best = max(range(len(samples)), key=lambda i: (score(samples[i]), -i))
-        diffs.append(float(passed[best]) - sum(passed) / len(passed))
+        diffs.append(float(top_sample(samples, score)["status"] == PASSED) - sum(passed) / len(passed))
         choice += 0 < sum(passed) < len(passed)
     if not diffs:
         return {"reranked_gain": None, "reranked_gain_se": None, "problems_with_choice": 0}

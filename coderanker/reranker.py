@@ -27,12 +27,12 @@ def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if layers < 0:
+        raise ValueError(f"reranker layers must be >= 0, got {layers}")
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
-    if layers < 0:
-        raise ValueError(f"reranker layers must be >= 0, got {layers}")
     backbone = getattr(model, model.base_model_prefix)
     if 0 < layers < len(backbone.layers):
         backbone.layers = backbone.layers[:layers]
