@@ -3,6 +3,7 @@ MLflow parent run, ending with a per-round summary table as a Prefect artifact."
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from tasks.dvc import run_stage
+from tasks.dvc import checkout_lock, run_stage
 from tasks.tracking import close_parent_run, open_parent_run, promote_reranker, record_round_metrics
 
 ROUND_STAGES = ("ppo", "sample", "execute", "mine", "train_reranker", "evaluate")
@@ -55,12 +56,21 @@ def self_training(profile: str | None = None, rounds: int | None = None, promote
     profile: configs/<profile>.yaml replaces params.yaml (None keeps it);
     rounds: self-training rounds after r0 (None keeps params.yaml's);
     promote: move the `champion` alias to the last round's reranker if it wins;
-    overrides: dotted params keys, e.g. {"sample.samples_per_problem": 4}."""
+    overrides: dotted params keys, e.g. {"sample.samples_per_problem": 4}.
+
+    One run at a time per checkout: a run that starts while another holds the checkout
+    (a nightly run during a manual one) waits for it."""
     logger = get_run_logger()
     root = Path(repo).resolve()
-    params = configure(root, profile, rounds, overrides or {})
+    with checkout_lock(str(root), f"self-training flow run {flow_run.get_name() or 'local'}", logger):
+        return _run_rounds(root, profile, rounds, promote, overrides or {}, logger)
+
+
+def _run_rounds(root: Path, profile: str | None, rounds: int | None, promote: bool, overrides: dict[str, Any],
+                logger: logging.LoggerAdapter) -> dict:
+    params = configure(root, profile, rounds, overrides)
     parent = open_parent_run(str(root), f"prefect {flow_run.get_name() or 'local'}",
-                             {"profile": profile, "rounds": rounds, "promote": promote, **(overrides or {})})
+                             {"profile": profile, "rounds": rounds, "promote": promote, **overrides})
     env = {"CODERANKER_PARENT_RUN_ID": parent, "CODERANKER_PROMOTE": "0"}
     ran: dict[str, list[str]] = {}
     results: dict[str, dict] = {}

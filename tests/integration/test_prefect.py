@@ -56,6 +56,8 @@ def prefect(tmp_path_factory):
     port = free_port()
     env = {**os.environ, "PREFECT_HOME": str(root / "home"), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "INFO",
+           # No scheduled runs: the nightly deployment firing at 02:00 UTC mid-test would add a run.
+           "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PWD": str(repo)}
     env.pop("MLFLOW_TRACKING_URI", None)
     server = start(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], repo, env,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import subprocess
+import sys
+
+import pytest
 
 from coderanker.config import load_params
 from flows.self_training import configure, summary_table
+from tasks.dvc import checkout_lock
 
 from ..helpers import REPO
 
@@ -41,3 +47,30 @@ def test_summary_table_has_a_row_per_round():
                           {"r0": ["sample@r0"]})
     lines = table.splitlines()
     assert len(lines) == 3 and lines[2].startswith("| r0 | 50 | 0.100 | 0.120 | 0.200 | 0.300 | - | 10 | 0 | 1 |")
+
+
+def test_checkout_lock_admits_one_run_at_a_time_and_names_the_holder(tmp_path):
+    log = logging.getLogger("test")
+    with checkout_lock(str(tmp_path), "flow run first", log) as path:
+        assert "flow run first" in path.read_text()
+        with pytest.raises(TimeoutError, match=r"self-training\.lock: the checkout is held by flow run first"):
+            with checkout_lock(str(tmp_path), "flow run second", log, timeout_s=0.2, poll_s=0.05):
+                raise AssertionError("two runs held the checkout")
+    with checkout_lock(str(tmp_path), "flow run second", log, timeout_s=0):
+        assert "flow run second" in path.read_text()
+
+
+def test_checkout_lock_is_released_when_its_holder_dies(tmp_path):
+    code = ("import logging, os, sys; from tasks.dvc import checkout_lock\n"
+            f"with checkout_lock({str(tmp_path)!r}, 'doomed', logging.getLogger()):\n"
+            "    print('held', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline() == "held\n"
+    with pytest.raises(TimeoutError, match="doomed"):
+        with checkout_lock(str(tmp_path), "waiter", logging.getLogger(), timeout_s=0.1, poll_s=0.05):
+            pass
+    holder.kill()
+    holder.wait()
+    with checkout_lock(str(tmp_path), "waiter", logging.getLogger(), timeout_s=5, poll_s=0.05):
+        pass
