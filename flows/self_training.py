@@ -62,14 +62,15 @@ def self_training(profile: str | None = None, rounds: int | None = None, promote
     (a nightly run during a manual one) waits for it."""
     logger = get_run_logger()
     root = Path(repo).resolve()
-    with checkout_lock(str(root), f"self-training flow run {flow_run.get_name() or 'local'}", logger):
-        return _run_rounds(root, profile, rounds, promote, overrides or {}, logger)
+    run_name = flow_run.get_name() or "local"
+    with checkout_lock(str(root), f"self-training flow run {run_name}", logger):
+        return _run_rounds(root, run_name, profile, rounds, promote, overrides or {}, logger)
 
 
-def _run_rounds(root: Path, profile: str | None, rounds: int | None, promote: bool, overrides: dict[str, Any],
-                logger: logging.LoggerAdapter) -> dict:
+def _run_rounds(root: Path, run_name: str, profile: str | None, rounds: int | None, promote: bool,
+                overrides: dict[str, Any], logger: logging.LoggerAdapter) -> dict:
     params = configure(root, profile, rounds, overrides)
-    parent = open_parent_run(str(root), f"prefect {flow_run.get_name() or 'local'}",
+    parent = open_parent_run(str(root), f"prefect {run_name}",
                              {"profile": profile, "rounds": rounds, "promote": promote, **overrides})
     env = {"CODERANKER_PARENT_RUN_ID": parent, "CODERANKER_PROMOTE": "0"}
     ran: dict[str, list[str]] = {}

@@ -61,7 +61,7 @@ def test_checkout_lock_admits_one_run_at_a_time_and_names_the_holder(tmp_path):
 
 
 def test_checkout_lock_is_released_when_its_holder_dies(tmp_path):
-    code = ("import logging, os, sys; from tasks.dvc import checkout_lock\n"
+    code = ("import logging, sys; from tasks.dvc import checkout_lock\n"
             f"with checkout_lock({str(tmp_path)!r}, 'doomed', logging.getLogger()):\n"
             "    print('held', flush=True); sys.stdin.read()")
     holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
