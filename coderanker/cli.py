@@ -35,17 +35,21 @@ def data_validate(args: argparse.Namespace) -> int:
 
 
 def reference_errors(path, problems, workers: int):
-    """A RecordError for every reference that does not pass its own tests."""
+    """A RecordError for every reference that does not pass its own tests (field `reference`)
+    or its visible tests (field `visible_tests`); both run in one sandbox batch."""
     from coderanker.jsonl import RecordError
     from coderanker.sandbox import SandboxConfig, execute_programs
 
-    checked = [(line, p) for line, p in problems if p.reference is not None]
-    outcomes = execute_programs([(p.language, p.program(p.reference)) for _, p in checked],
+    checked = [(line, "reference", p, p.program(p.reference)) for line, p in problems if p.reference is not None]
+    checked += [(line, "visible_tests", p, p.visible_program(p.reference)) for line, p in problems
+                if p.reference is not None and p.visible_tests is not None]
+    outcomes = execute_programs([(p.language, program) for _, _, p, program in checked],
                                 SandboxConfig(workers=workers))
+    what = {"reference": "does not pass its own tests", "visible_tests": "the reference does not pass them"}
     return [
-        RecordError(path, line, "reference", f"does not pass its own tests ({o.status.value}: "
+        RecordError(path, line, field, f"{what[field]} ({o.status.value}: "
                     f"{(o.detail or o.stderr_tail.strip().splitlines()[-1:] or [''])[0][:200]})")
-        for (line, _), o in zip(checked, outcomes, strict=True)
+        for (line, field, _, _), o in zip(checked, outcomes, strict=True)
         if o.status.value != "passed"
     ]
 
@@ -77,9 +81,32 @@ def rerank_cmd(args: argparse.Namespace) -> int:
     candidates = load_candidates(args.candidates, problems)
     reranker = Reranker.load(args.model, batch_size=args.batch_size, max_length=args.max_length)
     scores = reranker.score_candidates(problems, candidates)
-    write_jsonl(args.out, ({**c, "score": s} for c, s in zip(candidates, scores, strict=True)))
+    rows = [{**c, "score": s} for c, s in zip(candidates, scores, strict=True)]
+    if args.prune:
+        rows = prune_rows(args, problems, rows)
+    write_jsonl(args.out, rows)
     print(f"scored {len(candidates)} candidates -> {args.out}", file=sys.stderr)
     return 0
+
+
+def prune_rows(args: argparse.Namespace, problems: dict, rows: list[dict]) -> list[dict]:
+    """Rows with `visible_status` (run in the sandbox where a row lacks it) and `pruned`."""
+    from dataclasses import replace
+
+    from coderanker.config import load_params, section
+    from coderanker.executor import pruned_flags, visible_statuses
+    from coderanker.sandbox import SandboxConfig
+
+    config = SandboxConfig()
+    if Path(args.params).exists():
+        config = section(load_params(args.params), "execute", SandboxConfig, args.params)
+    if args.workers is not None:
+        config = replace(config, workers=args.workers)
+    visible = visible_statuses(problems, rows, config)
+    pruned = pruned_flags([row["name"] for row in rows], visible)
+    print(f"pruned {sum(pruned)} of {len(rows)} candidates (failed the examples their prompts show)",
+          file=sys.stderr)
+    return [{**row, "visible_status": v, "pruned": p} for row, v, p in zip(rows, visible, pruned, strict=True)]
 
 
 def profile_use(args: argparse.Namespace) -> int:
@@ -110,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate = data.add_parser("validate", help="check a problem file; one line per bad record")
     validate.add_argument("file", type=Path)
     validate.add_argument("--check-references", action="store_true",
-                          help="also run every reference against its tests in the sandbox")
+                          help="also run every reference against its tests and its visible_tests "
+                               "in the sandbox")
     validate.add_argument("--workers", type=int, default=0)
     validate.set_defaults(func=data_validate)
 
@@ -123,7 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--params", default="params.yaml", help="limits from its execute section if present")
     execute.set_defaults(func=execute_cmd)
 
-    rerank = commands.add_parser("rerank", help="score candidates with a reranker (adds \"score\")")
+    rerank = commands.add_parser(
+        "rerank", help="score candidates with a reranker (adds \"score\")",
+        description="Score candidates with a reranker: every output row is its candidate plus \"score\". "
+                    "With --prune (generate, prune, then rank, as AlphaCode filters by the examples a "
+                    "problem shows), every row also gets \"visible_status\" (how the candidate did on its "
+                    "problem's visible_tests: a status, or null where the problem has none; candidates "
+                    "that carry one from `coderanker execute` keep it, the others run in the sandbox) and "
+                    "\"pruned\": true when its problem has visible tests, it did not pass them, and another "
+                    "candidate of the problem did (where none passed, none is pruned). Pick the top-scored "
+                    "row that is not pruned.")
     rerank.add_argument("--model", required=True,
                         help="reranker directory or MLflow URI, e.g. models:/coderanker-reranker@champion")
     rerank.add_argument("--problems", required=True, type=Path)
@@ -131,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--out", required=True, type=Path)
     rerank.add_argument("--batch-size", type=int, default=8)
     rerank.add_argument("--max-length", type=int, default=1024)
+    rerank.add_argument("--prune", action="store_true",
+                        help="add visible_status and pruned to every row (see above)")
+    rerank.add_argument("--params", default="params.yaml",
+                        help="with --prune: sandbox limits from its execute section if present")
+    rerank.add_argument("--workers", type=int, help="with --prune: programs at once (default: one per core)")
     rerank.set_defaults(func=rerank_cmd)
 
     profile = commands.add_parser("profile", help="switch params.yaml between profiles").add_subparsers(

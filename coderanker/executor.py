@@ -6,10 +6,11 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 from coderanker.jsonl import RecordError, iter_lines, write_jsonl
 from coderanker.problems import Problem, by_name, load_problems
-from coderanker.sandbox import SandboxConfig, execute
+from coderanker.sandbox import SandboxConfig, execute_programs
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,28 @@ def load_candidates(path: str | os.PathLike, problems: dict[str, Problem]) -> li
     return candidates
 
 
+def execute_candidates(problems: dict[str, Problem], candidates: list[dict], config: SandboxConfig,
+                       progress: Callable[[], None] | None = None) -> list[dict]:
+    """Results in input order: each candidate plus its hidden tests' outcome (`status`, ...).
+
+    Where its problem has visible tests, the same batch of sandbox programs also runs
+    prompt + completion + visible tests, and the result gains `visible_status`; the hidden
+    tests alone decide `status`."""
+    hidden, visible, shown = [], [], []
+    for i, candidate in enumerate(candidates):
+        problem = problems[candidate["name"]]
+        hidden.append((problem.language, problem.program(candidate["completion"])))
+        if problem.visible_tests is not None:
+            shown.append(i)
+            visible.append((problem.language, problem.visible_program(candidate["completion"])))
+    outcomes = execute_programs(hidden + visible, config, progress)
+    results = [{**c, "language": c.get("language", problems[c["name"]].language), **outcome.to_record()}
+               for c, outcome in zip(candidates, outcomes[: len(candidates)], strict=True)]
+    for i, outcome in zip(shown, outcomes[len(candidates):], strict=True):
+        results[i]["visible_status"] = outcome.status.value
+    return results
+
+
 def run(problems: dict[str, Problem], candidates: list[dict], config: SandboxConfig) -> list[dict]:
     """Execute on the configured backend, results in input order."""
     if config.backend == "ray":
@@ -52,8 +75,33 @@ def run(problems: dict[str, Problem], candidates: list[dict], config: SandboxCon
         raise ValueError(f"unknown execution backend {config.backend!r} (local or ray)")
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(candidates), desc="execute", unit="prog", mininterval=5) as bar:
-        return list(execute(problems, candidates, config, progress=bar.update))
+    programs = len(candidates) + sum(problems[c["name"]].visible_tests is not None for c in candidates)
+    with tqdm(total=programs, desc="execute", unit="prog", mininterval=5) as bar:
+        return execute_candidates(problems, candidates, config, progress=bar.update)
+
+
+def visible_statuses(problems: dict[str, Problem], candidates: list[dict], config: SandboxConfig) -> list[str | None]:
+    """Each candidate's `visible_status`: the one it carries, else its visible tests' outcome in
+    the sandbox (on the configured backend); None where its problem has no visible tests."""
+    # The visible tests in the place of the hidden ones: `run` then labels them alone.
+    as_tests = {name: replace(p, tests=p.visible_tests, visible_tests=None)
+                for name, p in problems.items() if p.visible_tests is not None}
+    statuses = [c.get("visible_status") if c["name"] in as_tests else None for c in candidates]
+    todo = [i for i, c in enumerate(candidates) if c["name"] in as_tests and statuses[i] is None]
+    ran = run(as_tests, [{"name": candidates[i]["name"], "completion": candidates[i]["completion"]} for i in todo],
+              config) if todo else []
+    for i, result in zip(todo, ran, strict=True):
+        statuses[i] = result["status"]
+    return statuses
+
+
+def pruned_flags(names: list[str], visible: list[str | None]) -> list[bool]:
+    """Which candidates to prune: those whose visible tests did not pass, among the candidates
+    of a problem where at least one passed them (a problem where none passed keeps all;
+    candidates without visible tests, `None`, are never pruned)."""
+    solved = {name for name, status in zip(names, visible, strict=True) if status == "passed"}
+    return [status is not None and status != "passed" and name in solved
+            for name, status in zip(names, visible, strict=True)]
 
 
 def execute_file(problems_path, candidates_path, out_path, config: SandboxConfig,

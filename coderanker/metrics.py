@@ -1,17 +1,22 @@
-"""Pure evaluation maths: pass@k, greedy and oracle pass rates, reranked top-1, rank metrics.
+"""Pure evaluation maths: pass@k, greedy and oracle pass rates, reranked top-1, rank metrics,
+paired bootstrap intervals, and generate-prune-rank figures.
 
-Inputs are execution results (dicts with `name`, `status`, `greedy`, optional `score`).
+Inputs are execution results (dicts with `name`, `status`, `greedy`, optional `reference`,
+`score`, `visible_status` (the status on the problem's visible example tests, absent when it
+has none) and `truncated` (the sampler hit its token limit)).
 `sandbox_error` results are infrastructure failures: they are left out of every count.
+Every figure is None when undefined, never NaN; every interval is [low, high] or None.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
 PASSED, SANDBOX_ERROR = "passed", "sandbox_error"
+BOOTSTRAP_RESAMPLES = 2000
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -34,6 +39,51 @@ def group_by_problem(results: Iterable[dict]) -> dict[str, list[dict]]:
 
 def sampled(group: list[dict]) -> list[dict]:
     return [r for r in group if not r.get("greedy") and not r.get("reference")]
+
+
+def passes(result: dict) -> bool:
+    return result["status"] == PASSED
+
+
+def count_passing(samples: list[dict]) -> int:
+    return sum(map(passes, samples))
+
+
+def sample_lists(groups: dict[str, list[dict]]) -> list[list[dict]]:
+    """The sampled candidates of each problem that has any."""
+    return [samples for samples in map(sampled, groups.values()) if samples]
+
+
+def choice_sample_lists(groups: dict[str, list[dict]]) -> list[list[dict]]:
+    """The sampled candidates of each problem with a choice: both passing and failing samples."""
+    return [samples for samples in sample_lists(groups) if 0 < count_passing(samples) < len(samples)]
+
+
+def mean_or_none(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def bootstrap_ci95(
+    values: Sequence[float],
+    denominators: Sequence[float] | None = None,
+    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> list[float] | None:
+    """95% percentile interval of a figure over problems: resample problems with replacement
+    and recompute sum(values) / sum(denominators) on each resample.
+
+    Without denominators the figure is the mean of the per-problem values; with them, a pooled
+    ratio such as wins / pairs (each must be positive). Pass per-problem differences on the same
+    candidates for a paired interval. None with fewer than two problems."""
+    numerators = np.asarray(values, dtype=float)
+    weights = np.ones_like(numerators) if denominators is None else np.asarray(denominators, dtype=float)
+    if numerators.shape != weights.shape or (weights <= 0).any():
+        raise ValueError("need one positive denominator per value")
+    if len(numerators) < 2:
+        return None
+    index = np.random.default_rng(seed).integers(0, len(numerators), size=(resamples, len(numerators)))
+    low, high = np.percentile(numerators[index].sum(axis=1) / weights[index].sum(axis=1), [2.5, 97.5])
+    return [float(low), float(high)]
 
 
 def mean_pass_at_k(groups: dict[str, list[dict]], k: int) -> float | None:
@@ -68,10 +118,21 @@ def top_sample(samples: list[dict], score: Callable[[dict], float]) -> dict:
     return samples[max(range(len(samples)), key=lambda i: (score(samples[i]), -i))]
 
 
+def top_samples(samples: list[dict], score: Callable[[dict], float], k: int) -> list[dict]:
+    """The k top-scored samples, best first; ties go to the earlier sample, as in `top_sample`."""
+    order = sorted(range(len(samples)), key=lambda i: (score(samples[i]), -i), reverse=True)
+    return [samples[i] for i in order[:k]]
+
+
 def reranked_pass_at_1(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> float | None:
     """Fraction of problems whose top-scored sampled candidate passes (see `top_sample`)."""
     outcomes = [top_sample(samples, score)["status"] == PASSED for samples in map(sampled, groups.values()) if samples]
     return float(np.mean(outcomes)) if outcomes else None
+
+
+def top_pick_outcomes(problems: list[list[dict]], score: Callable[[dict], float]) -> list[float]:
+    """Per problem (its list of samples): 1.0 when the top-scored sample passes, else 0.0."""
+    return [float(passes(top_sample(samples, score))) for samples in problems]
 
 
 def roc_auc(scores: list[float], labels: list[bool]) -> float | None:
@@ -94,18 +155,31 @@ def roc_auc(scores: list[float], labels: list[bool]) -> float | None:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def pairwise_counts(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> tuple[list[float], list[int]]:
+    """Per problem with at least one (passing, failing) sample pair: the pairs where the passing
+    one scores higher (ties count half), and the number of pairs."""
+    wins, totals = [], []
+    for samples in choice_sample_lists(groups):
+        good = np.array([score(r) for r in samples if passes(r)], dtype=float)[:, None]
+        bad = np.array([score(r) for r in samples if not passes(r)], dtype=float)[None, :]
+        wins.append(float((good > bad).sum() + 0.5 * (good == bad).sum()))
+        totals.append(good.size * bad.size)
+    return wins, totals
+
+
 def pairwise_accuracy(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> float | None:
     """Over all (passing, failing) pairs of the same problem: the fraction where the passing
     one scores higher (ties count half)."""
-    wins, total = 0.0, 0
-    for group in groups.values():
-        good = [score(r) for r in sampled(group) if r["status"] == PASSED]
-        bad = [score(r) for r in sampled(group) if r["status"] != PASSED]
-        for g in good:
-            for b in bad:
-                wins += 1.0 if g > b else 0.5 if g == b else 0.0
-                total += 1
-    return wins / total if total else None
+    wins, totals = pairwise_counts(groups, score)
+    return sum(wins) / sum(totals) if totals else None
+
+
+def gain_per_problem(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> list[float]:
+    """Per problem with samples: [top-scored sample passes] - (fraction of samples that pass)."""
+    return [
+        float(passes(top_sample(samples, score))) - count_passing(samples) / len(samples)
+        for samples in sample_lists(groups)
+    ]
 
 
 def reranked_gain(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> dict:
@@ -115,22 +189,104 @@ def reranked_gain(groups: dict[str, list[dict]], score: Callable[[dict], float])
     of d is reranked pass@1 minus pass@1. Its standard error over problems (a paired
     comparison on the same candidates) is the noise. Only problems with both passing and
     failing samples can give d != 0; their number is `problems_with_choice`."""
-    diffs, choice = [], 0
-    for group in groups.values():
-        samples = sampled(group)
-        if not samples:
-            continue
-        passed = [r["status"] == PASSED for r in samples]
-        diffs.append(float(top_sample(samples, score)["status"] == PASSED) - sum(passed) / len(passed))
-        choice += 0 < sum(passed) < len(passed)
+    diffs, choice = gain_per_problem(groups, score), len(choice_sample_lists(groups))
     if not diffs:
         return {"reranked_gain": None, "reranked_gain_se": None, "problems_with_choice": 0}
     se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else None
     return {"reranked_gain": float(np.mean(diffs)), "reranked_gain_se": se, "problems_with_choice": choice}
 
 
-def summarise(results: Iterable[dict], score: Callable[[dict], float] | None = None) -> dict:
-    """The `eval` block of metrics/<round>.json for one problem set."""
+def gap_closed(reranked: float | None, random: float | None, oracle: float | None) -> float | None:
+    """Share of the headroom between a random pick and the oracle that the reranker closes:
+    (reranked - random) / (oracle - random); negative when it does worse than random. None when
+    there is no headroom (no problem with a choice)."""
+    if reranked is None or random is None or oracle is None or abs(oracle - random) < 1e-12:
+        return None
+    return (reranked - random) / (oracle - random)
+
+
+def minus_greedy_per_problem(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> list[float]:
+    """Per problem with both a greedy candidate and samples: [top pick passes] - [greedy passes]."""
+    diffs = []
+    for group in groups.values():
+        samples, greedy = sampled(group), [r for r in group if r.get("greedy")]
+        if samples and greedy:
+            diffs.append(float(passes(top_sample(samples, score))) - float(any(map(passes, greedy))))
+    return diffs
+
+
+def top_k_hits(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> dict:
+    """Within-problem figures over problems with a choice, each next to its chance level.
+
+    `topK_hit_rate`: fraction of those problems with a passing sample among the K top-scored
+    (ties as in `top_sample`); `topK_chance`: the same for a random order, the mean of
+    pass@K = 1 - C(n-c, K) / C(n, K) (c/n for K = 1)."""
+    problems, figures = choice_sample_lists(groups), {}
+    for k in (1, 2):
+        hits = [float(any(map(passes, top_samples(samples, score, k)))) for samples in problems]
+        figures[f"top{k}_hit_rate"] = mean_or_none(hits)
+        figures[f"top{k}_chance"] = mean_or_none([pass_at_k(len(s), count_passing(s), k) for s in problems])
+    return figures
+
+
+def failed_visible(result: dict) -> bool:
+    """The candidate ran its problem's visible example tests and did not pass them (a
+    sandbox error there is no verdict, never a reason to prune)."""
+    return result.get("visible_status") not in (None, PASSED, SANDBOX_ERROR)
+
+
+def survivors(samples: list[dict]) -> list[dict]:
+    """Generate-prune (AlphaCode-style): the samples that do not fail their problem's visible
+    example tests; all samples when every one fails them, or when there are none."""
+    return [r for r in samples if not failed_visible(r)] or samples
+
+
+def pruned_pass_at_1(groups: dict[str, list[dict]]) -> float | None:
+    """pass@1 of a random pick among each problem's survivors (see `survivors`)."""
+    return mean_or_none([count_passing(kept) / len(kept) for kept in map(survivors, sample_lists(groups))])
+
+
+def pruned_reranked_pass_at_1(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> float | None:
+    """Fraction of problems whose top-scored survivor passes (generate-prune-rank)."""
+    return mean_or_none(top_pick_outcomes([survivors(samples) for samples in sample_lists(groups)], score))
+
+
+def flagged_fraction(groups: dict[str, list[dict]], key: str, flagged: Callable[[object], bool]) -> float | None:
+    """Fraction of the sampled candidates carrying `key` (not None) whose value is flagged."""
+    values = [r[key] for samples in sample_lists(groups) for r in samples if r.get(key) is not None]
+    return mean_or_none([flagged(value) for value in values])
+
+
+def pruned_fraction(groups: dict[str, list[dict]]) -> float | None:
+    """Fraction of the sampled candidates run on visible tests that did not pass them (pruned)."""
+    return flagged_fraction(groups, "visible_status", lambda status: status not in (PASSED, SANDBOX_ERROR))
+
+
+def truncation_rate(groups: dict[str, list[dict]]) -> float | None:
+    """Fraction of the sampled candidates carrying `truncated` that hit the sampler's token limit."""
+    return flagged_fraction(groups, "truncated", bool)
+
+
+def reranker_summary(groups: dict[str, list[dict]], score: Callable[[dict], float], seed: int = 0) -> dict:
+    """The figures that need a reranker score, with paired bootstrap intervals over problems."""
+    flat = [r for samples in sample_lists(groups) for r in samples]
+    minus_greedy = minus_greedy_per_problem(groups, score)
+    return {
+        "reranked_pass@1": reranked_pass_at_1(groups, score),
+        "reranker_auc": roc_auc([score(r) for r in flat], [passes(r) for r in flat]),
+        "reranker_pairwise_acc": pairwise_accuracy(groups, score),
+        "reranker_pairwise_acc_ci95": bootstrap_ci95(*pairwise_counts(groups, score), seed=seed),
+        **reranked_gain(groups, score),
+        "reranked_gain_ci95": bootstrap_ci95(gain_per_problem(groups, score), seed=seed),
+        "reranked_minus_greedy": mean_or_none(minus_greedy),
+        "reranked_minus_greedy_ci95": bootstrap_ci95(minus_greedy, seed=seed),
+        **top_k_hits(groups, score),
+        "pruned_reranked_pass@1": pruned_reranked_pass_at_1(groups, score),
+    }
+
+
+def summarise(results: Iterable[dict], score: Callable[[dict], float] | None = None, seed: int = 0) -> dict:
+    """The `eval` block of metrics/<round>.json for one problem set; `seed` fixes the bootstrap."""
     groups = group_by_problem(results)
     counts = [len(sampled(g)) for g in groups.values()]
     summary = {
@@ -139,11 +295,30 @@ def summarise(results: Iterable[dict], score: Callable[[dict], float] | None = N
         "pass@1": mean_pass_at_k(groups, 1),
         "greedy_pass@1": greedy_pass_at_1(groups),
         "oracle_pass@n": oracle_pass_at_n(groups),
+        "pruned_pass@1": pruned_pass_at_1(groups),
+        "pruned_fraction": pruned_fraction(groups),
+        "truncation_rate": truncation_rate(groups),
     }
     if score is not None:
-        flat = [r for g in groups.values() for r in sampled(g)]
-        summary["reranked_pass@1"] = reranked_pass_at_1(groups, score)
-        summary["reranker_auc"] = roc_auc([score(r) for r in flat], [r["status"] == PASSED for r in flat])
-        summary["reranker_pairwise_acc"] = pairwise_accuracy(groups, score)
-        summary.update(reranked_gain(groups, score))
+        summary.update(reranker_summary(groups, score, seed))
+        summary["gap_closed"] = gap_closed(summary["reranked_pass@1"], summary["pass@1"], summary["oracle_pass@n"])
     return summary
+
+
+def compare_on_pool(
+    results: Iterable[dict], score_a: Callable[[dict], float], score_b: Callable[[dict], float], seed: int = 0
+) -> dict:
+    """Two rerankers on the same candidates: each one's reranked pass@1, and `difference` (b minus
+    a) with a paired bootstrap interval over problems. Only problems with a choice can differ."""
+    groups = group_by_problem(results)
+    problems = sample_lists(groups)
+    picks_a, picks_b = top_pick_outcomes(problems, score_a), top_pick_outcomes(problems, score_b)
+    diffs = [b - a for a, b in zip(picks_a, picks_b, strict=True)]
+    return {
+        "reranked_pass@1_a": mean_or_none(picks_a),
+        "reranked_pass@1_b": mean_or_none(picks_b),
+        "difference": mean_or_none(diffs),
+        "difference_ci95": bootstrap_ci95(diffs, seed=seed),
+        "problems": len(groups),
+        "problems_with_choice": len(choice_sample_lists(groups)),
+    }

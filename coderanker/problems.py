@@ -12,12 +12,16 @@ from coderanker.jsonl import RecordError, iter_lines
 LANGUAGES = ("py", "cpp", "java", "js", "ts", "php", "sh", "cs")
 SPLITS = ("train", "eval")
 REQUIRED = {"name": str, "language": str, "prompt": str, "tests": str, "stop_tokens": list}
-OPTIONAL = {"entry_point": str, "reference": str, "source": str, "split": str}
+OPTIONAL = {"entry_point": str, "reference": str, "source": str, "split": str, "visible_tests": str}
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One programming problem; the program that runs is prompt + completion + "\\n" + tests."""
+    """One programming problem; the program that runs is prompt + completion + "\\n" + tests.
+
+    `visible_tests`, when known, are self-running tests of the examples the prompt itself
+    shows (its `>>>` lines): a candidate that fails them can be pruned before ranking, as
+    AlphaCode filters by a problem's example cases. Only `tests` decide a candidate's status."""
 
     name: str
     language: str
@@ -28,9 +32,16 @@ class Problem:
     reference: str | None = None
     source: str = "local"
     split: str = "eval"
+    visible_tests: str | None = None
 
     def program(self, completion: str) -> str:
         return self.prompt + completion + "\n" + self.tests
+
+    def visible_program(self, completion: str) -> str:
+        """The program that runs the examples the prompt shows (prompt + completion + visible tests)."""
+        if self.visible_tests is None:
+            raise ValueError(f"problem {self.name!r} has no visible tests")
+        return self.prompt + completion + "\n" + self.visible_tests
 
     def to_record(self) -> dict:
         record = {
@@ -46,6 +57,8 @@ class Problem:
             record["entry_point"] = self.entry_point
         if self.reference is not None:
             record["reference"] = self.reference
+        if self.visible_tests is not None:
+            record["visible_tests"] = self.visible_tests
         return record
 
     @classmethod
@@ -60,6 +73,7 @@ class Problem:
             reference=record.get("reference"),
             source=record.get("source", "local"),
             split=record.get("split", "eval"),
+            visible_tests=record.get("visible_tests"),
         )
 
 
@@ -84,6 +98,8 @@ def record_errors(record: dict) -> list[tuple[str, str]]:
         errors.append(("stop_tokens", "every stop token must be a non-empty string"))
     if isinstance(record.get("split"), str) and record["split"] not in SPLITS:
         errors.append(("split", f"unknown split {record['split']!r}; one of {SPLITS}"))
+    if isinstance(record.get("visible_tests"), str) and not record["visible_tests"].strip():
+        errors.append(("visible_tests", "must not be empty; leave the field out when the prompt shows no examples"))
     return errors
 
 

@@ -7,11 +7,16 @@ format; nothing is downloaded unless a hub name is asked for.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import doctest
 import gzip
 import importlib.resources
 import importlib.util
+import io
 import json
 import re
+import tokenize
 from pathlib import Path
 
 from coderanker.problems import Problem, ProblemFileError, load_problems, record_errors
@@ -25,7 +30,7 @@ def starter(split: str | None = None) -> list[Problem]:
     path = importlib.resources.files("coderanker") / "data" / STARTER_FILE
     with importlib.resources.as_file(path) as file:
         problems = load_problems(file)
-    return [problem for problem in problems if split is None or problem.split == split]
+    return [with_doctest_visible_tests(problem) for problem in problems if split is None or problem.split == split]
 
 
 def humaneval() -> list[Problem]:
@@ -41,7 +46,7 @@ def humaneval() -> list[Problem]:
 
 def humaneval_problem(row: dict) -> Problem:
     task = row["task_id"].split("/")[-1]
-    return Problem(
+    return with_doctest_visible_tests(Problem(
         name=f"HumanEval_{task}_{row['entry_point']}",
         language="py",
         prompt=row["prompt"],
@@ -51,7 +56,7 @@ def humaneval_problem(row: dict) -> Problem:
         reference=row["canonical_solution"],
         source="humaneval",
         split="eval",
-    )
+    ))
 
 
 def multipl_e(config: str, data_files: str | None = None, split: str = "eval") -> list[Problem]:
@@ -78,17 +83,19 @@ def mbpp(split: str = "test", data_files: str | None = None) -> list[Problem]:
     for row in rows:
         entry = re.search(r"^def\s+(\w+)", row["code"], re.M)
         tests = "\n".join(row["test_list"] + row.get("challenge_test_list", []))
+        setup = (row.get("test_setup_code") or "") + "\n"
         problems.append(
             Problem(
                 name=f"MBPP_{row['task_id']}",
                 language="py",
                 prompt=f'"""\n{row["text"]}\n{row["test_list"][0]}\n"""\n',
-                tests=(row.get("test_setup_code") or "") + "\n" + tests + "\n",
+                tests=setup + tests + "\n",
                 stop_tokens=("\nif __name__", "\nprint(", "\nassert "),
                 entry_point=entry.group(1) if entry else None,
                 reference=row["code"].replace("\r\n", "\n"),
                 source="mbpp",
                 split="train" if split in ("train", "prompt", "validation") else "eval",
+                visible_tests=setup + row["test_list"][0] + "\n",  # the test the prompt shows
             )
         )
     return problems
@@ -114,14 +121,16 @@ for _input, _expected in _CASES:
 
 def codecontests(split: str = "train", data_files: str | None = None, max_cases: int = 10) -> list[Problem]:
     """CodeContests as Python problems: the statement documents `main()`, which reads stdin
-    and prints; the tests feed each public/private case to `main()` and compare tokens."""
+    and prints; the tests feed each public/private case to `main()` and compare tokens, the
+    visible tests only the public cases (the examples the statement shows)."""
     rows = _load_dataset("deepmind/code_contests", None, data_files, split)
     problems = []
     for row in rows:
-        cases = []
+        groups = {}
         for group in ("public_tests", "private_tests", "generated_tests"):
             tests = row.get(group) or {}
-            cases += list(zip(tests.get("input", []), tests.get("output", []), strict=False))
+            groups[group] = list(zip(tests.get("input", []), tests.get("output", []), strict=False))
+        cases, public = [case for group in groups.values() for case in group], groups["public_tests"]
         if not cases:
             continue
         statement = row["description"].replace('"""', "'''")
@@ -136,6 +145,8 @@ def codecontests(split: str = "train", data_files: str | None = None, max_cases:
                 entry_point="main",
                 source="codecontests",
                 split="train" if split == "train" else "eval",
+                # the statement's examples, as AlphaCode filters by them
+                visible_tests=f"_CASES = {public[:max_cases]!r}\n{CODECONTESTS_HARNESS}" if public else None,
             )
         )
     return problems
@@ -163,6 +174,123 @@ def local_file(path: str) -> list[Problem]:
             raise ProblemFileError([RecordError(path, line, field, why) for line, field, why in bad])
         return [Problem.from_record(record) for record in records]
     return load_problems(path)
+
+
+# Visible tests from a prompt's doctest examples.
+
+FLOAT_TOLERANCE = "1e-6"
+#: Closing quotes of the docstring, which doctest reads as part of the last example's output.
+_CLOSING_QUOTES = re.compile(r"(?:\"\"\"|\'\'\')\s*\Z")
+#: Expressions that `==` or `-` can follow without parentheses.
+_ATOMS = (ast.Call, ast.Name, ast.Attribute, ast.Subscript, ast.Constant, ast.List, ast.Dict, ast.Set,
+          ast.ListComp, ast.SetComp, ast.DictComp, ast.JoinedStr)
+
+
+def with_doctest_visible_tests(problem: Problem) -> Problem:
+    """The problem with visible tests derived from its prompt's examples, unless it has some."""
+    if problem.visible_tests is not None or problem.language != "py" or not problem.entry_point:
+        return problem
+    visible = doctest_visible_tests(problem.prompt, problem.entry_point, problem.tests)
+    return dataclasses.replace(problem, visible_tests=visible)
+
+
+def doctest_visible_tests(prompt: str, entry_point: str, tests: str = "") -> str | None:
+    """Self-running asserts of the `>>>` examples a Python prompt shows; None if none is usable.
+
+    Each example whose output is a Python literal becomes `assert <call> == <literal>` in a
+    `check(candidate)` called on the entry point, the shape of HumanEval's tests, so that
+    `prompt + completion + "\\n" + visible_tests` runs them. Rules, all checked by running
+    every starter and HumanEval reference against its visible tests:
+    - a float output compares within 1e-6 (`abs(<call> - <float>) < 1e-6`): docstrings
+      show floats as printed, not as computed;
+    - comments in an example's source are dropped, and the entry point's name becomes
+      `candidate` (other names, such as helpers the prompt defines, stay);
+    - an example that the hidden `tests` contradict (they assert the same call equals
+      another value) is dropped: the tests define the problem, and a docstring can be
+      wrong (HumanEval/47 shows the median of [-10, 4, 6, 1000, 10, 20] as 15.0; it is 8.0);
+    - skipped: examples with no output (statements, and HumanEval's `f(x) == y` lines that
+      forget their `True`), outputs that are not literals (`<object at ...>`, tracebacks),
+      examples that print, sources that are not one expression, and prompts whose examples
+      doctest itself cannot parse (inconsistent indentation).
+    """
+    try:
+        examples = doctest.DocTestParser().get_examples(prompt)
+    except ValueError:
+        return None
+    hidden = _hidden_answers(tests)
+    asserts = [line for example in examples if (line := _example_assert(example, entry_point, hidden))]
+    if not asserts:
+        return None
+    return "def check(candidate):\n" + "".join(asserts) + f"\n\ncheck({entry_point})\n"
+
+
+def _example_assert(example: doctest.Example, entry_point: str, hidden: dict[str, object]) -> str | None:
+    want = _CLOSING_QUOTES.sub("", example.want).strip()
+    if not want:
+        return None
+    try:
+        expected = ast.literal_eval(want)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    call = _candidate_expression(example.source, entry_point)
+    if call is None:
+        return None
+    key = ast.dump(ast.parse(call, mode="eval").body)
+    if key in hidden and not _same_answer(hidden[key], expected):
+        return None
+    if isinstance(expected, float):
+        return f"    assert abs({call} - {expected!r}) < {FLOAT_TOLERANCE}\n"
+    return f"    assert {call} == {expected!r}\n"
+
+
+def _candidate_expression(source: str, entry_point: str) -> str | None:
+    """The example's source as one expression calling `candidate`; None if it is not one or prints."""
+    lines = io.StringIO(source).readlines()
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    edits, previous = [], None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.NAME and token.string == "print":
+                return None
+            renamed = token.type == tokenize.NAME and token.string == entry_point and previous != "."
+            if renamed or token.type == tokenize.COMMENT:
+                span = (starts[token.start[0] - 1] + token.start[1], starts[token.end[0] - 1] + token.end[1])
+                edits.append((span, "candidate" if renamed else ""))
+            previous = token.string
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    for (start, end), text in reversed(edits):
+        source = source[:start] + text + source[end:]
+    source = source.strip()
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError:
+        return None
+    return source if isinstance(tree.body, _ATOMS) else f"({source})"
+
+
+def _hidden_answers(tests: str) -> dict[str, object]:
+    """What the hidden tests assert calls equal (`assert <call> == <literal>`), by the call's AST."""
+    try:
+        tree = ast.parse(tests)
+    except SyntaxError:
+        return {}
+    answers = {}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1
+                and isinstance(node.test.ops[0], ast.Eq)):
+            try:
+                answers[ast.dump(node.test.left)] = ast.literal_eval(node.test.comparators[0])
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+    return answers
+
+
+def _same_answer(a: object, b: object) -> bool:
+    numbers = all(isinstance(x, int | float) and not isinstance(x, bool) for x in (a, b))
+    return abs(a - b) < float(FLOAT_TOLERANCE) if numbers else a == b
 
 
 SOURCES_HELP = """NAME is one of:

@@ -12,9 +12,10 @@ from coderanker.sandbox.config import SandboxConfig
 
 
 def _run_chunk(problems: dict[str, Problem], candidates: list[dict], config: SandboxConfig) -> list[dict]:
-    from coderanker.sandbox.pool import execute
+    # What the local backend runs (hidden and visible tests in one batch), so both give the same fields.
+    from coderanker.executor import execute_candidates
 
-    return list(execute(problems, candidates, config))
+    return execute_candidates(problems, candidates, config)
 
 
 def execute_on_ray(problems: dict[str, Problem], candidates: list[dict], config: SandboxConfig,

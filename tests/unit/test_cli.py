@@ -62,8 +62,25 @@ def test_validate_reports_each_bad_record(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
         f"{tmp_path / 'bad.jsonl'}:2: reference: does not pass its own tests (failed: AssertionError)",
+        f"{tmp_path / 'bad.jsonl'}:2: visible_tests: the reference does not pass them (failed: AssertionError)",
         f"{tmp_path / 'bad.jsonl'}:3: prompt: missing required field",
     ]
+
+
+def test_validate_checks_references_against_their_visible_tests(tmp_path, capsys):
+    problems = export("starter:eval", tmp_path / "p.jsonl")[:3]
+    assert all("visible_tests" in p for p in problems)  # exported with the examples' tests
+    problems[0] = {**problems[0], "visible_tests": problems[0]["visible_tests"].replace("assert ", "assert not ", 1)}
+    problems[2] = {**problems[2], "visible_tests": ""}
+    write_jsonl(tmp_path / "bad.jsonl", problems)
+    capsys.readouterr()
+    assert main(["data", "validate", str(tmp_path / "bad.jsonl"), "--check-references"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{tmp_path / 'bad.jsonl'}:1: visible_tests: the reference does not pass them (failed: AssertionError)",
+        f"{tmp_path / 'bad.jsonl'}:3: visible_tests: must not be empty; leave the field out when the prompt "
+        "shows no examples",
+    ]
+    assert main(["data", "validate", str(tmp_path / "p.jsonl"), "--check-references"]) == 0
 
 
 def test_validate_accepts_a_good_file(tmp_path):
@@ -82,6 +99,40 @@ def test_execute_refuses_bad_candidates_and_writes_nothing(tmp_path, capsys):
     assert code == 1 and not out.exists()
     assert "c.jsonl:1: name: unknown problem 'nope'" in err
     assert "c.jsonl:2: name: missing required field" in err and "c.jsonl:2: completion: expected str" in err
+
+
+def test_rerank_prune_marks_candidates_that_fail_the_shown_examples(tmp_path, tiny_model_dir, capsys):
+    from coderanker.reranker import init_reranker
+
+    reranker = init_reranker(tiny_model_dir, tmp_path / "reranker")
+    solved, unsolved = export("starter:eval", tmp_path / "p.jsonl")[:2]
+    unshown = {**solved, "name": "no_examples"}
+    del unshown["visible_tests"]
+    write_jsonl(tmp_path / "p.jsonl", [solved, unsolved, unshown])
+    wrong = "    return None\n"
+    write_jsonl(tmp_path / "c.jsonl", [
+        {"name": solved["name"], "completion": solved["reference"], "sample": 0},
+        {"name": solved["name"], "completion": wrong, "sample": 1},
+        {"name": solved["name"], "completion": wrong, "sample": 2, "visible_status": "passed"},  # carried: kept
+        {"name": unsolved["name"], "completion": wrong, "sample": 3},
+        {"name": unsolved["name"], "completion": "    raise SystemExit(3)\n", "sample": 4},
+        {"name": "no_examples", "completion": wrong, "sample": 5},
+    ])  # fmt: skip
+    out = tmp_path / "scored.jsonl"
+    args = ["rerank", "--model", str(reranker), "--problems", str(tmp_path / "p.jsonl"),
+            "--candidates", str(tmp_path / "c.jsonl"), "--out", str(out), "--params", str(tmp_path / "none.yaml")]
+    assert main(args + ["--prune", "--workers", "2"]) == 0
+    rows = read_jsonl(out)
+    assert [(r["sample"], r["visible_status"], r["pruned"]) for r in rows] == [
+        (0, "passed", False), (1, "failed", True), (2, "passed", False),  # the problem one candidate solves
+        (3, "failed", False), (4, "failed", False),  # nobody passed its examples: nothing is pruned
+        (5, None, False),  # no visible tests
+    ]
+    assert all(isinstance(r["score"], float) for r in rows)
+    assert "pruned 1 of 6 candidates" in capsys.readouterr().err
+    assert main(args) == 0  # without --prune: scores only, as before
+    assert [set(r) - {"name", "completion", "sample", "visible_status"} for r in read_jsonl(out)] == [{"score"}] * 6
+    assert [r["score"] for r in read_jsonl(out)] == pytest.approx([r["score"] for r in rows])
 
 
 @pytest.mark.parametrize("name", ["tiny", "cpu", "paper"])

@@ -6,15 +6,21 @@ import itertools
 import math
 import random
 
+import numpy as np
 import pytest
 
 from coderanker.metrics import (
+    bootstrap_ci95,
+    compare_on_pool,
     group_by_problem,
     pairwise_accuracy,
     pass_at_k,
     reranked_pass_at_1,
     roc_auc,
     summarise,
+    top_k_hits,
+    top_sample,
+    top_samples,
 )
 
 
@@ -133,3 +139,268 @@ def test_auc_undefined_with_one_class():
 def test_pairwise_accuracy_none_without_pairs():
     groups = group_by_problem([result("p", "failed", 0), result("p", "failed", 1)])
     assert pairwise_accuracy(groups, lambda r: 0.0) is None
+
+
+# --- figures added next to reranked_gain -------------------------------------------------
+
+
+def row(name, status, sample, score=0.0, greedy=False, reference=False, visible=None, truncated=None):
+    """A result; `visible_status` and `truncated` only when given (absent keys are the point)."""
+    r = {"name": name, "status": status, "sample": sample, "greedy": greedy, "reference": reference, "score": score}
+    if visible is not None:
+        r["visible_status"] = visible
+    if truncated is not None:
+        r["truncated"] = truncated
+    return r
+
+
+TABLE = [
+    # q1: 2 of 4 pass; top pick s0 fails, top two (s0, s2) hold a pass; visible tests prune s0 and s3
+    row("q1", "failed", 0, 0.9, visible="failed", truncated=True),
+    row("q1", "passed", 1, 0.5, visible="passed", truncated=False),
+    row("q1", "passed", 2, 0.7, visible="passed", truncated=False),
+    row("q1", "failed", 3, 0.1, visible="failed", truncated=False),
+    row("q1", "passed", -1, greedy=True),
+    row("q1", "passed", -2, 5.0, reference=True, visible="failed", truncated=True),  # not a sample
+    # q2: 1 of 3 pass, all scores tied: the earlier samples s0, s1 (both failing) are the top two; no visible tests
+    row("q2", "failed", 0, 0.8), row("q2", "failed", 1, 0.8), row("q2", "passed", 2, 0.8),
+    row("q2", "passed", -1, greedy=True),
+    # q3: 2 of 4 pass; no sample passes its visible tests, so pruning falls back to all four; no greedy
+    row("q3", "passed", 0, 0.3, visible="failed", truncated=False),
+    row("q3", "failed", 1, 0.6, visible="failed", truncated=True),
+    row("q3", "failed", 2, 0.2, visible="compile_error", truncated=False),
+    row("q3", "passed", 3, 0.1, visible="timeout", truncated=False),
+    row("q3", "sandbox_error", 4, 1.0, visible="passed", truncated=True),  # dropped
+    # q4: 1 of 2 pass, the reranker picks it; greedy fails; no visible tests
+    row("q4", "failed", 0, 0.1), row("q4", "passed", 1, 0.9), row("q4", "failed", -1, greedy=True),
+    # q5: no choice, all pass; greedy passes
+    row("q5", "passed", 0, visible="passed", truncated=False),
+    row("q5", "passed", 1, visible="passed", truncated=False),
+    row("q5", "passed", -1, greedy=True),
+    # q6: no choice, all fail; the visible tests keep only s0
+    row("q6", "failed", 0, visible="passed"), row("q6", "failed", 1, visible="failed"),
+]  # fmt: skip
+
+
+def by_score(r):
+    return r["score"]
+
+
+def oracle_score(r):
+    return float(r["status"] == "passed")
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("problems", 6),
+        ("problems_with_choice", 4),  # q1..q4
+        ("pass@1", (1 / 2 + 1 / 3 + 1 / 2 + 1 / 2 + 1 + 0) / 6),  # 17/36
+        ("oracle_pass@n", 5 / 6),
+        ("reranked_pass@1", 2 / 6),  # q4, q5
+        ("gap_closed", (2 / 6 - 17 / 36) / (5 / 6 - 17 / 36)),  # -5/13: worse than random
+        # top pick minus greedy: q1 0-1, q2 0-1, q4 1-0, q5 1-1 (q3, q6 have no greedy)
+        ("reranked_minus_greedy", (-1 - 1 + 1 + 0) / 4),
+        ("top1_hit_rate", 1 / 4),  # q4 only
+        ("top1_chance", (1 / 2 + 1 / 3 + 1 / 2 + 1 / 2) / 4),  # 11/24
+        ("top2_hit_rate", 3 / 4),  # q1 (s0, s2), q3 (s1, s0), q4; not q2 (s0, s1)
+        ("top2_chance", (5 / 6 + 2 / 3 + 5 / 6 + 1) / 4),  # pass@2 of (4,2), (3,1), (4,2), (2,1)
+        ("pruned_pass@1", (1 + 1 / 3 + 1 / 2 + 1 / 2 + 1 + 0) / 6),  # q1 {s1, s2}, q2-q4 fallback, q6 {s0}
+        ("pruned_reranked_pass@1", 3 / 6),  # q1 s2, q4 s1, q5 s0
+        ("pruned_fraction", 7 / 12),  # 12 samples with visible_status: q1 2, q3 4, q6 1 not passed
+        ("truncation_rate", 2 / 10),  # 10 samples carry the key: q1 s0, q3 s1
+    ],
+)
+def test_new_figures_hand_table(key, expected):
+    assert summarise(TABLE, score=by_score)[key] == pytest.approx(expected)
+
+
+def test_gap_closed_on_original_table():
+    # reranked 1/3, random 1/4, oracle 2/3: closes (1/12) / (5/12) of the gap
+    assert summarise(RESULTS, score=by_score)["gap_closed"] == pytest.approx(1 / 5)
+    assert summarise(RESULTS, score=oracle_score)["gap_closed"] == pytest.approx(1.0)
+
+
+def test_gap_closed_none_without_headroom():
+    rows = [row("a", "passed", 0), row("a", "passed", 1), row("b", "failed", 0), row("b", "failed", 1)]
+    assert summarise(rows, score=by_score)["gap_closed"] is None
+
+
+def test_figures_without_a_score():
+    summary = summarise(TABLE)
+    assert summary["pruned_pass@1"] == pytest.approx(5 / 9)
+    assert summary["pruned_fraction"] == pytest.approx(7 / 12)
+    assert summary["truncation_rate"] == pytest.approx(1 / 5)
+    assert not {"gap_closed", "reranked_gain_ci95", "pruned_reranked_pass@1", "top1_hit_rate"} & summary.keys()
+
+
+def test_pruning_is_a_no_op_without_visible_tests():
+    summary = summarise(RESULTS, score=by_score)
+    assert summary["pruned_pass@1"] == pytest.approx(summary["pass@1"])
+    assert summary["pruned_reranked_pass@1"] == pytest.approx(summary["reranked_pass@1"])
+    assert summary["pruned_fraction"] is None
+    assert summary["truncation_rate"] is None
+
+
+def test_pruning_falls_back_when_no_sample_passes_visible_tests():
+    rows = [row("p", "passed", 0, 0.1, visible="failed"), row("p", "failed", 1, 0.9, visible="timeout"),
+            row("p", "failed", 2, 0.5, visible="failed")]  # fmt: skip
+    summary = summarise(rows, score=by_score)
+    assert summary["pruned_pass@1"] == pytest.approx(1 / 3)
+    assert summary["pruned_reranked_pass@1"] == 0.0  # s1 is the top pick among all three
+    assert summary["pruned_fraction"] == 1.0
+
+
+def test_pruning_lifts_a_weak_reranker():
+    # the reranker prefers the failing sample, but it fails the visible tests and is pruned
+    rows = [row("p", "failed", 0, 0.9, visible="failed"), row("p", "passed", 1, 0.1, visible="passed")]
+    summary = summarise(rows, score=by_score)
+    assert (summary["reranked_pass@1"], summary["pruned_reranked_pass@1"]) == (0.0, 1.0)
+    assert summary["pruned_pass@1"] == 1.0
+
+
+def slow_top_k_chance(n, c, k):
+    """Fraction of all orderings of n samples (c passing) with a passing one among the first k."""
+    orders = list(itertools.permutations([True] * c + [False] * (n - c)))
+    return sum(any(order[:k]) for order in orders) / len(orders)
+
+
+def test_top2_chance_matches_enumerated_orderings():
+    for n in range(2, 7):
+        for c in range(n + 1):
+            assert pass_at_k(n, c, 2) == pytest.approx(slow_top_k_chance(n, c, 2))
+            assert pass_at_k(n, c, 1) == pytest.approx(slow_top_k_chance(n, c, 1))
+
+
+def test_hit_rates_average_to_chance_over_all_score_orders():
+    statuses = ["failed", "passed", "failed", "passed", "failed"]
+    hits = {1: [], 2: []}
+    for scores in itertools.permutations(range(len(statuses))):
+        groups = group_by_problem([row("p", s, i, float(scores[i])) for i, s in enumerate(statuses)])
+        figures = top_k_hits(groups, by_score)
+        for k in hits:
+            hits[k].append(figures[f"top{k}_hit_rate"])
+    assert sum(hits[1]) / len(hits[1]) == pytest.approx(figures["top1_chance"]) == pytest.approx(2 / 5)
+    assert sum(hits[2]) / len(hits[2]) == pytest.approx(figures["top2_chance"]) == pytest.approx(7 / 10)
+
+
+def test_top_samples_breaks_ties_like_top_sample():
+    rng = random.Random(1)
+    for _ in range(100):
+        samples = [{"score": rng.choice([0.0, 0.5, 1.0]), "i": i} for i in range(rng.randint(1, 6))]
+        top = top_samples(samples, by_score, 3)
+        assert top[0] is top_sample(samples, by_score)
+        assert [r["i"] for r in top] == sorted((r["i"] for r in samples), key=lambda i: (-samples[i]["score"], i))[:3]
+
+
+def test_within_problem_figures_none_without_choice():
+    figures = summarise([row("a", "passed", 0), row("a", "passed", 1)], score=by_score)
+    assert [figures[f"top{k}_{f}"] for k in (1, 2) for f in ("hit_rate", "chance")] == [None] * 4
+
+
+def test_everything_undefined_is_none_not_nan():
+    for rows in ([], [row("a", "passed", 0, greedy=True)], [row("a", "passed", 0), row("a", "failed", 1)]):
+        summary = summarise(rows, score=by_score)
+        for key in ("reranked_gain_ci95", "reranked_minus_greedy_ci95", "reranker_pairwise_acc_ci95"):
+            assert summary[key] is None  # fewer than two problems
+        assert not any(isinstance(v, float) and math.isnan(v) for v in summary.values())
+    assert summarise([], score=by_score)["reranked_minus_greedy"] is None
+
+
+# --- paired bootstrap over problems ---------------------------------------------------------
+
+
+def random_results(rng, problems, samples=5):
+    rows = []
+    for p in range(problems):
+        rate = rng.random()
+        rows.append(row(f"p{p}", "passed" if rng.random() < rate else "failed", -1, greedy=True))
+        rows += [row(f"p{p}", "passed" if rng.random() < rate else "failed", i, rng.random()) for i in range(samples)]
+    return rows
+
+
+def test_intervals_contain_their_point_estimates():
+    for seed in range(5):
+        summary = summarise(random_results(random.Random(seed), 40), score=by_score, seed=seed)
+        for key in ("reranked_gain", "reranked_minus_greedy", "reranker_pairwise_acc"):
+            low, high = summary[f"{key}_ci95"]
+            assert isinstance(low, float) and isinstance(high, float)
+            assert low <= summary[key] <= high and low < high
+
+
+def choice_problems(statuses_of):
+    """One problem per list of sample statuses ("P" passes, "F" fails)."""
+    return [row(f"p{p}", "passed" if s == "P" else "failed", i)
+            for p, statuses in enumerate(statuses_of) for i, s in enumerate(statuses)]  # fmt: skip
+
+
+def test_always_right_reranker_interval_excludes_zero():
+    # 30 problems with 1, 2 or 3 of 4 passing: gains 3/4, 1/2, 1/4, mean 1/2
+    summary = summarise(choice_problems(["PFFF", "FPPF", "FPPP"] * 10), score=oracle_score)
+    low, high = summary["reranked_gain_ci95"]
+    assert summary["reranked_gain"] == pytest.approx(0.5)
+    assert 0 < low < 0.5 < high < 1
+    assert summary["reranker_pairwise_acc_ci95"] == [1.0, 1.0]
+
+
+def test_constant_score_on_symmetric_data_interval_contains_zero():
+    # a constant score takes sample 0: gain +1/2 on half the problems, -1/2 on the other half
+    summary = summarise(choice_problems(["PFPF", "FPFP"] * 15), score=lambda r: 0.0)
+    low, high = summary["reranked_gain_ci95"]
+    assert summary["reranked_gain"] == pytest.approx(0.0)
+    assert low < 0 < high
+
+
+def test_bootstrap_is_deterministic_for_a_seed():
+    rows = random_results(random.Random(3), 25)
+    first, again = summarise(rows, by_score, seed=7), summarise(rows, by_score, seed=7)
+    other = summarise(rows, by_score, seed=8)
+    keys = ("reranked_gain_ci95", "reranked_minus_greedy_ci95", "reranker_pairwise_acc_ci95")
+    assert [first[k] for k in keys] == [again[k] for k in keys]
+    assert [first[k] for k in keys] != [other[k] for k in keys]
+
+
+def test_bootstrap_width_matches_the_normal_approximation():
+    values = np.random.default_rng(0).normal(0.2, 1.0, size=400)
+    low, high = bootstrap_ci95(values)
+    half = 1.96 * values.std() / math.sqrt(len(values))
+    assert low == pytest.approx(values.mean() - half, abs=0.15 * half)
+    assert high == pytest.approx(values.mean() + half, abs=0.15 * half)
+
+
+def test_pooled_bootstrap_resamples_wins_over_pairs():
+    # 20 problems with 1 pair, won; 20 with 9 pairs, all lost: pooled 20/200, per-problem mean 1/2
+    wins, pairs = [1.0] * 20 + [0.0] * 20, [1] * 20 + [9] * 20
+    low, high = bootstrap_ci95(wins, pairs)
+    assert low < 0.1 < high < 0.2
+
+
+def test_bootstrap_rejects_missing_or_empty_denominators():
+    with pytest.raises(ValueError):
+        bootstrap_ci95([1.0, 0.0], [1, 0])
+    with pytest.raises(ValueError):
+        bootstrap_ci95([1.0, 0.0], [1])
+
+
+# --- two rerankers on the same pool ---------------------------------------------------------
+
+
+def test_compare_on_pool_hand_table():
+    # RESULTS: by score picks p1 right, p3 wrong; the oracle picks both right; p2 has no pass
+    comparison = compare_on_pool(RESULTS, by_score, oracle_score)
+    assert comparison["reranked_pass@1_a"] == pytest.approx(1 / 3)
+    assert comparison["reranked_pass@1_b"] == pytest.approx(2 / 3)
+    assert comparison["difference"] == pytest.approx(1 / 3)
+    assert (comparison["problems"], comparison["problems_with_choice"]) == (3, 2)
+    low, high = comparison["difference_ci95"]
+    assert 0.0 <= low <= 1 / 3 <= high <= 1.0
+
+
+def test_compare_on_pool_is_antisymmetric_and_zero_against_itself():
+    rows = random_results(random.Random(5), 30)
+    ab, ba = compare_on_pool(rows, by_score, oracle_score), compare_on_pool(rows, oracle_score, by_score)
+    assert ab["difference"] == pytest.approx(-ba["difference"]) and ab["difference"] > 0
+    assert ab["difference_ci95"] == pytest.approx([-x for x in reversed(ba["difference_ci95"])])
+    same = compare_on_pool(rows, by_score, by_score)
+    assert same["difference"] == 0.0 and same["difference_ci95"] == [0.0, 0.0]
+    assert ab["reranked_pass@1_a"] == pytest.approx(summarise(rows, by_score)["reranked_pass@1"])

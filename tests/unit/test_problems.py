@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from coderanker.jsonl import write_jsonl
-from coderanker.problems import LANGUAGES, ProblemFileError, load_problems, scan_problems
-from coderanker.sources import humaneval, load_source, multipl_e, starter
+from coderanker.problems import LANGUAGES, ProblemFileError, load_problems, record_errors, scan_problems
+from coderanker.sources import doctest_visible_tests, humaneval, load_source, multipl_e, starter
 
 GOOD = {
     "name": "add", "language": "py", "prompt": "def add(a, b):\n", "tests": "assert add(1, 2) == 3\n",
@@ -63,6 +63,91 @@ def test_round_trip_keeps_every_field(tmp_path):
     assert problem.program("    return a + b\n") == GOOD["prompt"] + "    return a + b\n\n" + GOOD["tests"]
 
 
+def test_visible_tests_round_trip_and_make_their_own_program(tmp_path):
+    path = tmp_path / "p.jsonl"
+    record = {**GOOD, "visible_tests": "assert add(2, 2) == 4\n"}
+    write_jsonl(path, [record, {**GOOD, "name": "add_hidden_only"}])
+    shown, hidden_only = load_problems(path)
+    assert shown.visible_tests == "assert add(2, 2) == 4\n" and shown.to_record() == record
+    assert hidden_only.visible_tests is None and "visible_tests" not in hidden_only.to_record()
+    assert shown.visible_program("    return a + b\n") == GOOD["prompt"] + "    return a + b\n\nassert add(2, 2) == 4\n"
+    assert shown.program("    return a + b\n").endswith(GOOD["tests"])  # the hidden tests are unchanged
+    with pytest.raises(ValueError, match="no visible tests"):
+        hidden_only.visible_program("    return a + b\n")
+
+
+def test_bad_visible_tests_are_named_with_line_and_field(tmp_path):
+    path = tmp_path / "p.jsonl"
+    write_lines(path, [
+        json.dumps({**GOOD, "visible_tests": None}).encode(),
+        json.dumps({**GOOD, "name": "listed", "visible_tests": ["assert add(1, 1) == 2"]}).encode(),
+        json.dumps({**GOOD, "name": "blank", "visible_tests": " \n"}).encode(),
+    ])  # fmt: skip
+    problems, errors = scan_problems(path)
+    assert [p.name for _, p in problems] == ["add"] and problems[0][1].visible_tests is None
+    assert [str(e) for e in errors] == [
+        f"{path}:2: visible_tests: expected str, got list",
+        f"{path}:3: visible_tests: must not be empty; leave the field out when the prompt shows no examples",
+    ]
+    assert record_errors({**GOOD, "visible_tests": "assert add(1, 1) == 2\n"}) == []
+
+
+SCALE_PROMPT = '''def scale(xs: list, k: float) -> list:
+    """Multiply every element of xs by k.
+    >>> scale([1.0, 2.0], 2)  # doubles
+    [2.0, 4.0]
+    >>> scale([], 3)
+    []
+    >>> sum(scale([0.1, 0.2], 1))
+    0.3
+    >>> scale([2],
+    ...       -1)
+    [-2]
+    >>> len(scale([1], 0)) == 1 or scale
+    True
+    >>> scale([1], 0) == [0]
+    >>> print(scale([1], 1))
+    [1]
+    >>> scale
+    <function scale at 0x7f>
+    >>> ys = scale([3], 3)
+    >>> scale([5], 1)
+    [7]
+    >>> scale([1, 2], 0.5)
+    [0.5, 1.0]"""
+'''
+SCALE_TESTS = ("def check(candidate):\n    assert candidate([5], 1) == [5]\n"
+               "    assert candidate([1, 2], 0.5) == [0.5, 1.0]\n")
+# By hand: comments dropped, `scale` renamed `candidate` where it is the callee, the float
+# compared within 1e-6, the continuation line kept as doctest gives it (its indent past
+# "... "), a comparison parenthesised before `== True`; skipped: the example without output,
+# the one that prints, the non-literal <function ...>, the statement, and [7], which the
+# hidden tests contradict; the docstring's closing quotes are not part of [0.5, 1.0].
+SCALE_VISIBLE = """def check(candidate):
+    assert candidate([1.0, 2.0], 2) == [2.0, 4.0]
+    assert candidate([], 3) == []
+    assert abs(sum(candidate([0.1, 0.2], 1)) - 0.3) < 1e-6
+    assert candidate([2],
+      -1) == [-2]
+    assert (len(candidate([1], 0)) == 1 or candidate) == True
+    assert candidate([1, 2], 0.5) == [0.5, 1.0]
+
+
+check(scale)
+"""
+
+
+def test_visible_tests_from_a_prompts_doctest_examples():
+    visible = doctest_visible_tests(SCALE_PROMPT, "scale", SCALE_TESTS)
+    assert visible == SCALE_VISIBLE
+    exec(compile(SCALE_PROMPT + "    return [x * k for x in xs]\n" + "\n" + visible, "right", "exec"), {})
+    with pytest.raises(AssertionError):  # self-running: a wrong body fails when the program runs
+        exec(compile(SCALE_PROMPT + "    return [x + k for x in xs]\n" + "\n" + visible, "wrong", "exec"), {})
+    assert "[7]" in doctest_visible_tests(SCALE_PROMPT, "scale")  # without hidden tests it stays
+    assert doctest_visible_tests('def f():\n    """No examples."""\n', "f") is None
+    assert doctest_visible_tests('def f():\n    """\n    >>> f()\n    <f>\n    """\n', "f") is None
+
+
 def test_starter_set_size_split_and_shape():
     problems = starter()
     splits = Counter(p.split for p in problems)
@@ -73,6 +158,8 @@ def test_starter_set_size_split_and_shape():
         assert p.language == "py" and p.reference and p.entry_point in p.prompt
         assert p.tests.count("assert") >= 4, p.name
         assert p.tests.rstrip().endswith(f"check({p.entry_point})"), p.name
+        assert p.visible_tests.rstrip().endswith(f"check({p.entry_point})"), p.name  # every prompt has >>> lines
+    assert sum(p.visible_tests.count("    assert ") for p in problems) == 331
     assert [p.name for p in starter("eval")] == [p.name for p in problems if p.split == "eval"]
 
 
@@ -81,6 +168,13 @@ def test_humaneval_has_164_self_running_problems():
     assert len(problems) == 164
     assert all(p.split == "eval" and p.tests.rstrip().endswith(f"check({p.entry_point})") for p in problems)
     assert problems[0].name == "HumanEval_0_has_close_elements"
+    shown = [p for p in problems if p.visible_tests is not None]
+    assert len(shown) == 70 and sum(p.visible_tests.count("    assert ") for p in shown) == 165
+    assert problems[0].visible_tests == (
+        "def check(candidate):\n"
+        "    assert candidate([1.0, 2.0, 3.0], 0.5) == False\n"
+        "    assert candidate([1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3) == True\n"
+        "\n\ncheck(has_close_elements)\n")
 
 
 MULTIPL_E_ROW = {
@@ -99,6 +193,7 @@ def test_multipl_e_rows_load_unchanged_from_a_local_file(tmp_path):
     assert (problem.name, problem.language, problem.prompt, problem.tests) == (
         MULTIPL_E_ROW["name"], "cpp", MULTIPL_E_ROW["prompt"], MULTIPL_E_ROW["tests"])
     assert problem.stop_tokens == ("\n}",) and problem.source == "multipl-e:humaneval-cpp"
+    assert problem.visible_tests is None
 
 
 def test_mbpp_and_codecontests_from_local_files_in_hub_format(tmp_path):
@@ -119,13 +214,19 @@ def test_mbpp_and_codecontests_from_local_files_in_hub_format(tmp_path):
     }])  # fmt: skip
     (contest,) = load_source(f"codecontests:train={cc_file}")
     assert contest.name == "CodeContests_1_A_Sum" and contest.entry_point == "main"
+    assert problem.visible_tests == "\nassert add(1, 2) == 3\n"  # the test the MBPP prompt shows
+    assert "('1 2\\n', '3\\n')" in contest.visible_tests and "5 5" not in contest.visible_tests  # public only
     from coderanker.sandbox import SandboxConfig, execute_programs
 
     right = "    a, b = map(int, sys.stdin.read().split())\n    print(a + b)\n"
     wrong = "    print(0)\n"
+    only_public = "    print(3)\n"  # right on the statement's example, wrong on the private case
     programs = [("py", problem.program(problem.reference)), ("py", contest.program(right)),
-                ("py", contest.program(wrong))]
-    assert [o.status.value for o in execute_programs(programs, SandboxConfig())] == ["passed", "passed", "failed"]
+                ("py", contest.program(wrong)), ("py", problem.visible_program(problem.reference)),
+                ("py", contest.visible_program(right)), ("py", contest.visible_program(wrong)),
+                ("py", contest.visible_program(only_public)), ("py", contest.program(only_public))]
+    assert [o.status.value for o in execute_programs(programs, SandboxConfig())] == [
+        "passed", "passed", "failed", "passed", "passed", "failed", "passed", "failed"]
 
 
 def test_unknown_source_names_the_choices():
