@@ -1,8 +1,7 @@
-"""Batched sampling of candidate programs with transformers.
+"""Sampling candidate programs: what the model sees, and the candidate records it yields.
 
-Sequences from several problems share a batch (left padding, KV cache); each stops on its
-own at the end of its code block (chat) or at a stop token (completion). Seeded: the same
-model, problems and config give the same candidates.
+The decode loop itself is `coderanker.decoding` (shared prefill, rows leaving the batch as
+they finish). Seeded: the same model, problems and config give the same candidates.
 """
 
 from __future__ import annotations
@@ -22,7 +21,10 @@ class SamplingConfig:
     """How candidates are sampled; the `sample` section of params.yaml."""
 
     samples_per_problem: int = 8
-    """Sampled candidates per problem (N of pass@N)."""
+    """Sampled candidates per training problem."""
+    eval_samples_per_problem: int = 0
+    """Sampled candidates per evaluation problem (N of pass@N, the pool the reranker picks
+    from); 0: samples_per_problem."""
     greedy: bool = True
     """Also decode one greedy candidate per problem (for greedy pass@1)."""
     max_new_tokens: int = 192
@@ -30,9 +32,12 @@ class SamplingConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     batch_size: int = 32
-    """Sequences decoded together (across problems)."""
+    """Sequences decoded together (across problems; a problem's samples are never split
+    below this unless it alone has more)."""
     prompt_style: str = "auto"
-    """chat, completion, or auto (chat when the tokenizer has a chat template)."""
+    """prefill (chat template, the answer begun with the prompt's code), chat (the model
+    writes the whole function), completion (raw prompt, for base models), or auto
+    (prefill when the tokenizer has a chat template, else completion)."""
     include_references: bool = False
     """Training sets only: add each problem's reference solution as one more candidate
     (sample -2), a verified positive for reranker pairs, as with the paper's
@@ -42,83 +47,112 @@ class SamplingConfig:
     """torch intra-op threads; 0 leaves torch's default."""
 
 
+STYLES = ("prefill", "chat", "completion")
+
 
 def resolve_style(style: str, tokenizer) -> str:
+    """prefill (the default for chat models), chat or completion; auto picks prefill when the
+    tokenizer has a chat template, else completion."""
     if style == "auto":
-        return "chat" if getattr(tokenizer, "chat_template", None) else "completion"
-    if style not in ("chat", "completion"):
-        raise ValueError(f"prompt_style must be chat, completion or auto, not {style!r}")
+        return "prefill" if getattr(tokenizer, "chat_template", None) else "completion"
+    if style not in STYLES:
+        raise ValueError(f"prompt_style must be one of {STYLES} or auto, not {style!r}")
     return style
 
 
 def model_input(problem: Problem, tokenizer, style: str) -> str:
-    """The exact text the generator is conditioned on (the reranker sees it too)."""
+    """The exact text the generator is conditioned on; the reranker scores it followed by
+    the response, and PPO rolls out from it (one function for all three).
+
+    prefill: the chat template with the assistant's turn already begun with the prompt's
+    code in a code block, so the model writes only the body. The prompt's trailing
+    whitespace is left for the model to write: ending the prefill on a newline token (one
+    the model would have merged with the next line's indent) makes SmolLM2 close the block
+    at once, ending it on the docstring's quotes makes it write the body. Left to answer freely,
+    SmolLM2 restates the signature and docstring first and spends most of its token budget
+    on them (the cpu profile's r0 eval pool: 90 of 300 completions cut at the limit, 71 of
+    its 90 compile errors such cuts)."""
+    if style == "completion":
+        return problem.prompt
+    text = tokenizer.apply_chat_template(chat_messages(problem), add_generation_prompt=True, tokenize=False)
+    if style == "prefill":
+        text += f"```{fence_name(problem.language)}\n{problem.prompt.rstrip()}"
+    return text
+
+
+def prompt_ids(problem: Problem, tokenizer, style: str) -> list[int]:
+    """`model_input` as token ids: what sampling, PPO's queries and the reranker start from."""
+    return tokenizer(model_input(problem, tokenizer, style), add_special_tokens=adds_special_tokens(style))["input_ids"]
+
+
+def adds_special_tokens(style: str) -> bool:
+    """Chat templates write their own special tokens; a raw prompt gets the tokenizer's."""
+    return style == "completion"
+
+
+def stop_strings(problem: Problem, style: str) -> tuple[str, ...] | None:
+    """What ends a sampled answer: the closing fence and the problem's stop tokens
+    (prefill), the stop tokens (completion); None for chat, which ends at a second fence."""
     if style == "chat":
-        return tokenizer.apply_chat_template(chat_messages(problem), add_generation_prompt=True, tokenize=False)
-    return problem.prompt
-
-
-class _StopWhenDone:
-    """Per-sequence stop: a closed code block (chat) or any stop token (completion)."""
-
-    def __init__(self, tokenizer, prompt_len: int, stops: list[tuple[str, ...]] | None):
-        self.tokenizer, self.prompt_len, self.stops = tokenizer, prompt_len, stops
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
-        done = []
-        for i, text in enumerate(texts):
-            if self.stops is None:  # an opening and a closing fence: the code block is complete
-                done.append(text.count("```") >= 2)
-            else:
-                done.append(any(token in text for token in self.stops[i]))
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        return None
+    return (*problem.stop_tokens, "```") if style == "prefill" else tuple(problem.stop_tokens)
 
 
 def generate(model, tokenizer, problems: list[Problem], config: SamplingConfig,
              generator_id: str = "", round_id: str = "") -> Iterator[dict]:
-    """Yield candidate records: name, language, completion (what runs), response (the raw
-    generated text, what the reranker scores after the model input), sample, greedy,
-    generator, round."""
-    import torch
+    """Yield candidate records: name, language, completion (what runs), response (what the
+    reranker scores after the model input), sample, greedy, truncated (the token budget
+    ran out first), generator, round.
+
+    The N samples of a problem share one prefill: its prompt runs through the model once
+    and the key/value cache is copied N times (prompts are most of the tokens: a 250-token
+    prompt against answers of 30-90). Rows leave the batch as soon as they finish."""
     from tqdm.auto import tqdm
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    from coderanker.decoding import DecodeRequest, decode
+
     style = resolve_style(config.prompt_style, tokenizer)
-    tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    jobs = [(p, i, False) for p in problems for i in range(config.samples_per_problem)]
+    ordered = sorted(problems, key=lambda p: len(model_input(p, tokenizer, style)))
+    requests = []
+    if config.samples_per_problem:
+        requests += [DecodeRequest(p, config.samples_per_problem, greedy=False) for p in ordered]
     if config.greedy:
-        jobs += [(p, -1, True) for p in problems]
-    texts = {p.name: model_input(p, tokenizer, style) for p in problems}
-    jobs.sort(key=lambda job: (job[2], len(texts[job[0].name])))  # similar lengths pad less
-    model.eval()
-    with tqdm(total=len(jobs), desc="sample", unit="seq", mininterval=5) as bar:
-        for start in range(0, len(jobs), config.batch_size):
-            batch = jobs[start : start + config.batch_size]
-            outputs = _generate_batch(model, tokenizer, [texts[p.name] for p, _, _ in batch],
-                                      [p.stop_tokens for p, _, _ in batch], style, batch[0][2],
-                                      config, seed=config.seed + start)
-            for (problem, sample, greedy), text in zip(batch, outputs, strict=True):
+        requests += [DecodeRequest(p, 1, greedy=True) for p in ordered]
+    total = sum(r.copies for r in requests)
+    with tqdm(total=total, desc="sample", unit="seq", mininterval=5) as bar:
+        for request, outputs in decode(model, tokenizer, requests, style, config):
+            problem = request.problem
+            for index, (text, truncated) in enumerate(outputs):
                 yield {
                     "name": problem.name,
                     "language": problem.language,
                     "completion": extract_completion(problem, text, style),
-                    "response": text,
-                    "sample": sample,
-                    "greedy": greedy,
+                    "response": response_text(problem, text, style),
+                    "sample": -1 if request.greedy else index,
+                    "greedy": request.greedy,
+                    "truncated": truncated,
                     "generator": generator_id,
                     "round": round_id,
                 }
-            bar.update(len(batch))
+            bar.update(request.copies)
     if config.include_references:
         for problem in problems:
             if problem.reference is not None:
                 yield reference_candidate(problem, style, generator_id, round_id)
+
+
+def response_text(problem: Problem, generated: str, style: str) -> str:
+    """What the reranker scores after the model input: in prefill style the body up to
+    its stop (what runs), else the raw generated text."""
+    if style == "prefill":
+        return extract_completion(problem, generated, style)
+    return generated
+
+
+def fence_name(language: str) -> str:
+    return "python" if language == "py" else language
 
 
 def reference_candidate(problem: Problem, style: str, generator_id: str, round_id: str) -> dict:
@@ -129,30 +163,9 @@ def reference_candidate(problem: Problem, style: str, generator_id: str, round_i
     them, references differ from every sampled program in length and style, and a reranker
     trained on them learns "looks like a reference" instead of "is correct" (measured on
     the cpu profile: eval ROC-AUC 0.40 with docstrings, 0.68 without)."""
-    fence = "python" if problem.language == "py" else problem.language
     head = strip_docstrings(problem.prompt) if problem.language == "py" else problem.prompt
-    response = problem.reference if style == "completion" else f"```{fence}\n{head}{problem.reference}```"
+    chat = f"```{fence_name(problem.language)}\n{head}{problem.reference}```"
+    response = chat if style == "chat" else problem.reference
     return {"name": problem.name, "language": problem.language, "completion": problem.reference,
             "response": response, "sample": -2, "greedy": False, "reference": True,
             "generator": generator_id, "round": round_id}
-
-
-def _generate_batch(model, tokenizer, prompts, stops, style, greedy, config, seed):
-    import torch
-    from transformers import StoppingCriteriaList
-
-    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=style != "chat")
-    prompt_len = encoded["input_ids"].shape[1]
-    torch.manual_seed(seed)
-    stopper = _StopWhenDone(tokenizer, prompt_len, None if style == "chat" else stops)
-    sampling = {} if greedy else {"temperature": config.temperature, "top_p": config.top_p}
-    with torch.inference_mode():
-        out = model.generate(
-            **encoded,
-            max_new_tokens=config.max_new_tokens,
-            do_sample=not greedy,
-            pad_token_id=tokenizer.pad_token_id,
-            stopping_criteria=StoppingCriteriaList([stopper]),
-            **sampling,
-        )
-    return tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)

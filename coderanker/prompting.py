@@ -84,6 +84,10 @@ def extract_completion(problem: Problem, generated: str, style: str) -> str:
     """The completion to run, from the model's raw output."""
     if style == "completion":
         return truncate_at_stop(generated, problem.stop_tokens)
+    if style == "prefill":  # the body after the prompt's code, up to the closing fence
+        body = truncate_at_stop(generated, (*problem.stop_tokens, "```"))
+        gap = problem.prompt[len(problem.prompt.rstrip()) :]  # whitespace the model wrote itself
+        return body[len(gap) :] if gap and body.startswith(gap) else body
     code = code_block(generated, problem.entry_point)
     if problem.language == "py":
         return python_completion(code, problem.entry_point)

@@ -1,12 +1,16 @@
 """The reranker: a causal LM with a scalar head (sequence classification, one output).
 
 Its input is exactly what the PPO reward model sees: the generator's model input (chat
-template or raw prompt) followed by the generated response and the end-of-sequence token,
-tokenised as the two parts PPO concatenates.
+template with the prefilled code, or raw prompt) followed by the response and the
+end-of-sequence token, tokenised as the two parts PPO concatenates. `encode_pair` is the
+one function that builds it, and the prompt style it needs travels with the model
+(`coderanker.json` in its directory), so training, mining, evaluation, `coderanker rerank`
+and PPO's reward all score the same text.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -16,7 +20,21 @@ from coderanker.problems import Problem
 log = logging.getLogger(__name__)
 
 
-def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, layers: int = 0) -> Path:
+RERANKER_META = "coderanker.json"
+
+
+def write_meta(model_dir: str | os.PathLike, prompt_style: str) -> None:
+    """Record the (resolved) prompt style the reranker scores texts in."""
+    Path(model_dir, RERANKER_META).write_text(json.dumps({"prompt_style": prompt_style}) + "\n")
+
+
+def read_prompt_style(model_dir: str | os.PathLike, default: str = "auto") -> str:
+    path = Path(model_dir, RERANKER_META)
+    return json.loads(path.read_text()).get("prompt_style", default) if path.exists() else default
+
+
+def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, layers: int = 0,
+                  prompt_style: str = "auto") -> Path:
     """A fresh reranker on the generator's base (same tokenizer), scalar head seeded.
 
     `layers` > 0 keeps only the base's bottom `layers` transformer layers (0: all). Scoring,
@@ -41,6 +59,9 @@ def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
             model.config.layer_types = model.config.layer_types[:layers]
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    from coderanker.generation import resolve_style
+
+    write_meta(out_dir, resolve_style(prompt_style, tokenizer))
     return Path(out_dir)
 
 
@@ -69,12 +90,17 @@ class Reranker:
         self.max_length, self.batch_size = max_length, batch_size
 
     @classmethod
-    def load(cls, uri: str, **kwargs) -> Reranker:
+    def load(cls, uri: str, placement=None, **kwargs) -> Reranker:
+        """A reranker directory or MLflow URI, on `placement` (default: auto device and
+        dtype), scoring in the prompt style it was trained with."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from coderanker.runtime import Placement
 
         path = resolve_model_uri(uri)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        model = (placement or Placement.of()).load(AutoModelForSequenceClassification, path, num_labels=1)
+        kwargs.setdefault("prompt_style", read_prompt_style(path))
         return cls(model, tokenizer, **kwargs)
 
     def encode(self, problem: Problem, response: str) -> list[int]:
@@ -90,20 +116,56 @@ class Reranker:
             for start in range(0, len(order), self.batch_size):
                 batch = [sequences[i] for i in order[start : start + self.batch_size]]
                 width = max(len(ids) for ids in batch)
-                ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch])
-                mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch])
-                scores += self.model(input_ids=ids, attention_mask=mask).logits[:, 0].tolist()
+                device = self.model.device
+                ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch], device=device)
+                mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch], device=device)
+                scores += self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()
         result = [0.0] * len(sequences)
         for position, index in enumerate(order):
             result[index] = scores[position]
         return result
 
     def score(self, problem: Problem, responses: list[str]) -> list[float]:
-        return self.score_ids([self.encode(problem, response) for response in responses])
+        return self.score_parts([self.encode_parts(problem, response) for response in responses])
 
     def score_candidates(self, problems: dict[str, Problem], candidates: list[dict]) -> list[float]:
         """Scores for candidate records (which carry `name` and `response`)."""
-        return self.score_ids([self.encode(problems[c["name"]], candidate_response(c)) for c in candidates])
+        return self.score_parts([self.encode_parts(problems[c["name"]], candidate_response(c)) for c in candidates])
+
+    def encode_parts(self, problem: Problem, response: str) -> tuple[list[int], list[int]]:
+        return encode_parts(self.tokenizer, self.style, problem, response, self.max_length)
+
+    def score_parts(self, items: list[tuple[list[int], list[int]]]) -> list[float]:
+        """Scores of (query ids, answer ids) pairs, each query run once: its key/value cache
+        is shared by all the answers to it (the query, a chat prompt with the problem's
+        code, is most of the tokens). Equal to score_ids on the concatenations."""
+        import torch
+        from transformers import DynamicCache
+
+        by_query: dict[tuple[int, ...], list[int]] = {}
+        for index, (query, _) in enumerate(items):
+            by_query.setdefault(tuple(query), []).append(index)
+        result = [0.0] * len(items)
+        pad, device = self.tokenizer.pad_token_id, self.model.device
+        with torch.inference_mode():
+            for query, indices in by_query.items():
+                prefix = DynamicCache()
+                self.model(input_ids=torch.tensor([query], device=device), cache=prefix, use_cache=True)
+                shared = [(keys, values) for keys, values, *_ in prefix]
+                indices = sorted(indices, key=lambda i: len(items[i][1]))
+                for start in range(0, len(indices), self.batch_size):
+                    chunk = indices[start : start + self.batch_size]
+                    answers = [items[i][1] for i in chunk]
+                    width = max(len(a) for a in answers)
+                    ids = torch.tensor([a + [pad] * (width - len(a)) for a in answers], device=device)
+                    mask = torch.tensor([[1] * (len(query) + len(a)) + [0] * (width - len(a)) for a in answers],
+                                        device=device)
+                    cache = DynamicCache(ddp_cache_data=[(k.expand(len(chunk), -1, -1, -1),
+                                                          v.expand(len(chunk), -1, -1, -1)) for k, v in shared])
+                    logits = self.model(input_ids=ids, attention_mask=mask, cache=cache).logits[:, 0]
+                    for i, value in zip(chunk, logits.float().tolist(), strict=True):
+                        result[i] = value
+        return result
 
 
 def candidate_response(candidate: dict) -> str:
@@ -114,9 +176,16 @@ def candidate_response(candidate: dict) -> str:
 def encode_pair(tokenizer, style: str, problem: Problem, response: str, max_length: int) -> list[int]:
     """Token ids of model input + response + EOS, as PPO's reward model sees them
     (the prompt is kept whole; the response is cut to fit max_length)."""
-    from coderanker.generation import model_input
+    query, answer = encode_parts(tokenizer, style, problem, response, max_length)
+    return query + answer
 
-    query = tokenizer(model_input(problem, tokenizer, style), add_special_tokens=style != "chat")["input_ids"]
+
+def encode_parts(tokenizer, style: str, problem: Problem, response: str,
+                 max_length: int) -> tuple[list[int], list[int]]:
+    """The two parts of `encode_pair`: the model input's ids, and the response's ids + EOS."""
+    from coderanker.generation import prompt_ids
+
+    query = prompt_ids(problem, tokenizer, style)
     answer = tokenizer(response, add_special_tokens=False)["input_ids"]
     room = max(max_length - len(query) - 1, 0)
-    return query + answer[:room] + [tokenizer.eos_token_id]
+    return query, answer[:room] + [tokenizer.eos_token_id]

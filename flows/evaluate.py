@@ -30,13 +30,22 @@ def score_and_summarise(reranker: str, problems: str, results: str, repo: str) -
     return summarise(rows, score=lambda r: r["score"])
 
 
+def shown(value) -> str:
+    """A metric for the table: floats rounded, intervals as [low, high], None as is."""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return str(value)
+
+
 @flow(name="evaluate", log_prints=True)
 def evaluate(reranker: str = "models:/coderanker-reranker@champion",
              problems: str = "data/problems/eval-starter.jsonl",
              results: str = "data/r0/results/eval-starter.jsonl", repo: str = ".") -> dict:
     """Reranked pass@1 next to random, greedy and oracle pass@1 for one result file."""
     summary = score_and_summarise(reranker, problems, results, str(Path(repo).resolve()))
-    rows = "\n".join(f"| {k} | {v if v is None else round(v, 4)} |" for k, v in summary.items())
+    rows = "\n".join(f"| {k} | {shown(v)} |" for k, v in summary.items())
     create_markdown_artifact(markdown=f"## {reranker} on {results}\n\n| metric | value |\n|---|---|\n{rows}",
                              key="reranker-evaluation")
     print(json.dumps(summary, indent=2))

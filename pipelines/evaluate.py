@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", required=True, type=Path, help="directory of execution results")
     parser.add_argument("--reranker", required=True, type=Path)
     parser.add_argument("--pairs", required=True, type=Path, help="the round's pairs directory (report.json)")
+    parser.add_argument("--pool", type=Path, help="the first round's execution results: the shared pool on which "
+                        "this round's reranker is compared with --previous-reranker")
+    parser.add_argument("--previous-reranker", type=Path, help="the previous round's reranker")
     parser.add_argument("--round", required=True)
     parser.add_argument("--out", required=True, type=Path, help="metrics JSON file")
     parser.add_argument("--scored", required=True, type=Path, help="directory for scored evaluation results")
@@ -26,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from coderanker.config import DataConfig, load_params, section
-    from coderanker.evaluation import evaluate_round
+    from coderanker.evaluation import compare_on_shared_pool, evaluate_round
+    from coderanker.runtime import Placement
     from coderanker.training.reward import RerankerTrainConfig
     from pipelines.common import META, setup_logging
 
@@ -35,7 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     data = section(params, "data", DataConfig, args.params)
     rerank = section(params, "reranker", RerankerTrainConfig, args.params)
-    sets = evaluate_round(args.problems, args.results, args.reranker, list(data.eval), args.scored, rerank)
+    placement = Placement.from_params(params)
+    sets = evaluate_round(args.problems, args.results, args.reranker, list(data.eval), args.scored, rerank, placement)
+    pool = None
+    if args.pool and args.previous_reranker:
+        pool = compare_on_shared_pool(args.problems, args.pool, next(iter(data.eval)), args.reranker,
+                                      args.previous_reranker, rerank, placement)
     report = json.loads((args.pairs / "report.json").read_text())
     seconds = {}
     for directory in args.stage_dirs:
@@ -46,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         "round": args.round,
         "eval": next(iter(sets.values())),
         "eval_sets": sets,
+        **({"shared_pool": pool} if pool else {}),
         "train": {"pairs": report["total_pairs"], "new_pairs": report["new_pairs"],
                   "hard_negatives": report["hard_negatives"]},
         "seconds": seconds,

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.pairs import PairConfig
     from coderanker.problems import by_name, load_problems
     from coderanker.reranker import Reranker
+    from coderanker.runtime import Placement
     from coderanker.tracking import stage_run
     from coderanker.training.reward import RerankerTrainConfig
     from pipelines.common import flag, setup_logging, timed_stage
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         results = read_jsonl(args.results / "train.jsonl")
         scorer = None
         if flag(args.hard_negatives):
-            scorer = Reranker.load(str(args.scorer), max_length=rerank.max_length, batch_size=rerank.score_batch_size)
+            scorer = Reranker.load(str(args.scorer), placement=Placement.from_params(params),
+                                   max_length=rerank.max_length, batch_size=rerank.score_batch_size)
         pairs, report, _ = mine_round(results, read_jsonl(args.previous_pairs / "pairs.jsonl"), problems,
                                       args.round, config, scorer)
         write_jsonl(args.out / "pairs.jsonl", pairs)

@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the reranker's fresh head")
     parser.add_argument("--reranker-layers", type=int, default=0,
                         help="keep the base's bottom N layers in the reranker (0: all)")
+    parser.add_argument("--prompt-style", default="auto",
+                        help="the text the reranker scores (sample.prompt_style): prefill, chat, completion or auto")
     args = parser.parse_args(argv)
 
     from coderanker.models import prepare_model
@@ -23,7 +25,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     with timed_stage(args.out, "prepare_models", source=args.source, reranker_layers=args.reranker_layers):
         policy = prepare_model(args.source, args.out / "policy")
-        init_reranker(policy, args.out / "reranker", seed=args.seed, layers=args.reranker_layers)
+        init_reranker(policy, args.out / "reranker", seed=args.seed, layers=args.reranker_layers,
+                      prompt_style=args.prompt_style)
 
 
 if __name__ == "__main__":

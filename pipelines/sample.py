@@ -5,7 +5,7 @@ PROBLEMS/<set>.jsonl -> OUT/<set>.jsonl; evaluation sets also get one greedy can
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -24,24 +24,37 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.generation import SamplingConfig, generate
     from coderanker.jsonl import write_jsonl
     from coderanker.problems import load_problems
+    from coderanker.runtime import Placement
     from coderanker.tracking import stage_run
     from pipelines.common import problem_files, setup_logging, timed_stage
 
     setup_logging()
-    config = section(load_params(args.params), "sample", SamplingConfig, args.params)
+    params = load_params(args.params)
+    config = section(params, "sample", SamplingConfig, args.params)
+    placement = Placement.from_params(params)
     inputs = [args.model, args.problems]
-    with stage_run("sample", args.round, {"sample": asdict(config)}, inputs) as run, \
-            timed_stage(args.out, "sample", round=args.round):
+    with stage_run("sample", args.round, {"sample": asdict(config), "placement": asdict(placement)}, inputs) as run, \
+            timed_stage(args.out, "sample", round=args.round, device=placement.device, dtype=placement.dtype):
         tokenizer = AutoTokenizer.from_pretrained(args.model)
-        model = AutoModelForCausalLM.from_pretrained(args.model)
+        model = placement.load(AutoModelForCausalLM, args.model)
         for path in problem_files(args.problems):
-            is_eval = path.stem.startswith("eval")
-            set_config = replace(config, include_references=False) if is_eval else replace(config, greedy=False)
+            set_config = set_sampling(config, is_eval=path.stem.startswith("eval"))
             candidates = generate(model, tokenizer, load_problems(path), set_config,
                                   generator_id=str(args.model), round_id=args.round)
             count = write_jsonl(args.out / path.name, candidates)
             run.log_metrics({f"candidates.{path.stem}": count})
             print(f"{path.stem}: {count} candidates")
+
+
+def set_sampling(config, is_eval: bool):
+    """Evaluation sets: eval_samples_per_problem samples and a greedy one, no references;
+    training sets: samples and the references, no greedy."""
+    from dataclasses import replace
+
+    if is_eval:
+        return replace(config, include_references=False,
+                       samples_per_problem=config.eval_samples_per_problem or config.samples_per_problem)
+    return replace(config, greedy=False)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.generation import resolve_style
     from coderanker.jsonl import read_jsonl
     from coderanker.problems import by_name, load_problems
-    from coderanker.reranker import encode_pair
+    from coderanker.reranker import encode_pair, read_prompt_style, write_meta
+    from coderanker.runtime import Placement
     from coderanker.tracking import stage_run
     from coderanker.training.ray_train import RayTrainConfig, read_training_log
     from coderanker.training.reward import RerankerTrainConfig, select_training_pairs, train_reranker
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     with stage_run("train_reranker", args.round, {"reranker": asdict(config), "ray": asdict(ray_config)},
                    inputs) as run, timed_stage(args.out, "train_reranker", round=args.round):
         tokenizer = AutoTokenizer.from_pretrained(init)
-        style = resolve_style(params.get("sample", {}).get("prompt_style", "auto"), tokenizer)
+        style = resolve_style(read_prompt_style(init), tokenizer)  # the style the reranker was made for
         problems = by_name(load_problems(args.problems / "train.jsonl"))
         encoded = []
         for pair in select_training_pairs(read_jsonl(args.pairs / "pairs.jsonl"), args.round, config):
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
             if "margin" in pair:
                 record["margin"] = pair["margin"]
             encoded.append(record)
-        metrics = train_reranker(encoded, init, args.out, config, ray_config)
+        metrics = train_reranker(encoded, init, args.out, config, ray_config, Placement.from_params(params).dtype)
+        write_meta(args.out, style)
         (args.out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (args.out / "mlflow_run.json").write_text(json.dumps({"run_id": run.run_id}) + "\n")
         run.log_curves(read_training_log(args.out))

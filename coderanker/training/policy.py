@@ -45,14 +45,16 @@ class PolicyTrainConfig:
 
 
 def train_policy(prompts: list[dict], policy_dir: str | os.PathLike, reranker_dir: str | os.PathLike,
-                 out_dir: str | os.PathLike, config: PolicyTrainConfig, ray_config: RayTrainConfig) -> dict:
+                 out_dir: str | os.PathLike, config: PolicyTrainConfig, ray_config: RayTrainConfig,
+                 placement=None) -> dict:
     """prompts: [{"input_ids": [...], "messages": [...]}] for the training problems."""
     if config.algorithm not in ("ppo", "grpo"):
         raise ValueError(f"ppo.algorithm must be ppo or grpo, not {config.algorithm!r}")
     # Ray workers do not share the driver's working directory: paths go absolute.
     loop = {"prompts": prompts, "policy": str(Path(policy_dir).resolve()),
             "reranker": str(Path(reranker_dir).resolve()),
-            "config": asdict(config), "use_gpu": ray_config.use_gpu}
+            "config": asdict(config), "use_gpu": ray_config.use_gpu,
+            "dtype": placement.dtype if placement is not None else "fp32"}
     worker = ppo_worker if config.algorithm == "ppo" else grpo_worker
     return fit(worker, loop, out_dir, ray_config, name=f"train_policy_{config.algorithm}")
 
@@ -102,7 +104,7 @@ def ppo_worker(loop: dict) -> None:
         stop_token="eos",
         num_sample_generations=0,
         seed=config.seed,
-        **trainer_defaults(loop["use_gpu"], "ppo-"),
+        **trainer_defaults(loop["use_gpu"], "ppo-", loop.get("dtype", "fp32")),
     )
     trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=ref_policy,
                          reward_model=reward, value_model=value, train_dataset=dataset)
@@ -125,7 +127,7 @@ def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], confi
 
     from coderanker.reranker import Reranker
 
-    scorer = Reranker(reward_model, tokenizer)
+    scorer = Reranker(reward_model, tokenizer)  # scores token ids: the prompt style plays no part
     eos, scores = tokenizer.eos_token_id, []
     device = next(policy.parameters()).device
     policy.eval()
@@ -166,7 +168,7 @@ def grpo_worker(loop: dict) -> None:
         beta=config.kl_coef,
         learning_rate=config.learning_rate,
         seed=config.seed,
-        **trainer_defaults(loop["use_gpu"], "grpo-"),
+        **trainer_defaults(loop["use_gpu"], "grpo-", loop.get("dtype", "fp32")),
     )
     trainer = GRPOTrainer(model=loop["policy"], reward_funcs=reward, args=args, train_dataset=dataset,
                           processing_class=tokenizer, reward_processing_classes=reward_tokenizer)

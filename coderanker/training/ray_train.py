@@ -64,11 +64,12 @@ def fit(train_fn: Callable[[dict], None], loop_config: dict, out_dir: str | os.P
     return dict(result.metrics or {})
 
 
-def trainer_defaults(use_gpu: bool, prefix: str) -> dict:
-    """TrainingArguments every coderanker trainer shares: full precision on CPU (TRL
-    defaults to bf16), a log line per step, no intermediate checkpoints, no trackers (the
+def trainer_defaults(use_gpu: bool, prefix: str, dtype: str = "fp32") -> dict:
+    """TrainingArguments every coderanker trainer shares: bf16 mixed precision (fp32 master
+    weights, bf16 autocast, on CPU as on GPU) when `model.dtype` resolves to bf16, else
+    full precision; a log line per step, no intermediate checkpoints, no trackers (the
     stage logs the curves to MLflow itself)."""
-    return {"output_dir": tempfile.mkdtemp(prefix=prefix), "bf16": False, "use_cpu": not use_gpu,
+    return {"output_dir": tempfile.mkdtemp(prefix=prefix), "bf16": dtype == "bf16", "use_cpu": not use_gpu,
             "logging_steps": 1, "save_strategy": "no", "report_to": []}
 
 

@@ -58,14 +58,14 @@ def select_training_pairs(pairs: list[dict], round_id: str, config: RerankerTrai
 
 
 def train_reranker(pairs: list[dict], init_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                   config: RerankerTrainConfig, ray_config: RayTrainConfig) -> dict:
+                   config: RerankerTrainConfig, ray_config: RayTrainConfig, dtype: str = "fp32") -> dict:
     """Train on token-id pairs ({"chosen_ids", "rejected_ids"[, "margin"]}); returns metrics
     including pairwise accuracy on the training pairs before and after training."""
     if not pairs:
         raise ValueError("no training pairs: no problem had both a passing and a failing candidate")
     # Ray workers do not share the driver's working directory: paths go absolute.
     loop = {"pairs": pairs, "init": str(Path(init_dir).resolve()), "config": asdict(config),
-            "use_gpu": ray_config.use_gpu}
+            "use_gpu": ray_config.use_gpu, "dtype": dtype}
     return fit(reward_worker, loop, out_dir, ray_config, name="train_reranker")
 
 
@@ -94,7 +94,7 @@ def reward_worker(loop: dict) -> None:
         weight_decay=config.weight_decay,
         center_rewards_coefficient=config.center_rewards_coefficient or None,
         seed=config.seed,
-        **trainer_defaults(loop["use_gpu"], "reward-"),
+        **trainer_defaults(loop["use_gpu"], "reward-", loop.get("dtype", "fp32")),
     )
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     pairs = loop["pairs"]
