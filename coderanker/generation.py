@@ -42,6 +42,11 @@ class SamplingConfig:
     """Training sets only: add each problem's reference solution as one more candidate
     (sample -2), a verified positive for reranker pairs, as with the paper's
     ground-truth CodeContests solutions."""
+    plant_eval_references: bool = False
+    """Evaluation sets: each problem's reference joins its pool as one more *sample* (a
+    planted positive, flagged `planted`). For the tiny profile only: a random model solves
+    nothing, so without it no problem has a choice and the reranker's eval figures are
+    undefined. Never for reported results: it inflates every pass rate."""
     seed: int = 1234
     threads: int = 0
     """torch intra-op threads; 0 leaves torch's default."""
@@ -141,6 +146,12 @@ def generate(model, tokenizer, problems: list[Problem], config: SamplingConfig,
         for problem in problems:
             if problem.reference is not None:
                 yield reference_candidate(problem, style, generator_id, round_id)
+
+
+def planted_reference(problem: Problem, style: str, sample: int, generator_id: str, round_id: str) -> dict:
+    """The reference as sample number `sample` of an evaluation pool (see plant_eval_references)."""
+    return {**reference_candidate(problem, style, generator_id, round_id), "sample": sample, "reference": False,
+            "planted": True, "truncated": False}
 
 
 def response_text(problem: Problem, generated: str, style: str) -> str:

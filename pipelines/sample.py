@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from coderanker.config import load_params, section
-    from coderanker.generation import SamplingConfig, generate
+    from coderanker.generation import SamplingConfig, generate, planted_reference, resolve_style
     from coderanker.jsonl import write_jsonl
     from coderanker.problems import load_problems
     from coderanker.runtime import Placement
@@ -39,8 +39,13 @@ def main(argv: list[str] | None = None) -> None:
         model = placement.load(AutoModelForCausalLM, args.model)
         for path in problem_files(args.problems):
             set_config = set_sampling(config, is_eval=path.stem.startswith("eval"))
-            candidates = generate(model, tokenizer, load_problems(path), set_config,
-                                  generator_id=str(args.model), round_id=args.round)
+            problems = load_problems(path)
+            candidates = list(generate(model, tokenizer, problems, set_config,
+                                       generator_id=str(args.model), round_id=args.round))
+            if path.stem.startswith("eval") and config.plant_eval_references:
+                style = resolve_style(config.prompt_style, tokenizer)
+                candidates += [planted_reference(p, style, set_config.samples_per_problem, str(args.model), args.round)
+                               for p in problems if p.reference is not None]
             count = write_jsonl(args.out / path.name, candidates)
             run.log_metrics({f"candidates.{path.stem}": count})
             print(f"{path.stem}: {count} candidates")
