@@ -71,15 +71,50 @@ def execute_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def sample_cmd(args: argparse.Namespace) -> int:
+    """The pipeline's sampler on any problem file: settings from params.yaml's `sample`
+    section when present, flags on top; model on `model.device` in `model.dtype`."""
+    from dataclasses import replace
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coderanker.config import load_params, section
+    from coderanker.generation import SamplingConfig, generate
+    from coderanker.jsonl import write_jsonl
+    from coderanker.problems import load_problems
+    from coderanker.runtime import Placement
+
+    params = load_params(args.params) if Path(args.params).exists() else {}
+    config = section(params, "sample", SamplingConfig, args.params)
+    flags = {"samples_per_problem": args.n, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+             "top_p": args.top_p, "batch_size": args.batch_size, "seed": args.seed, "prompt_style": args.style}
+    config = replace(config, **{k: v for k, v in flags.items() if v is not None},
+                     greedy=args.greedy, include_references=False)
+    placement = Placement.of(args.device or params.get("model", {}).get("device", "auto"),
+                             args.dtype or params.get("model", {}).get("dtype", "auto"))
+    if args.backend != "hf":
+        raise ValueError(f"--backend {args.backend}: only hf is available in this installation")
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = placement.load(AutoModelForCausalLM, args.model)
+    count = write_jsonl(args.out, generate(model, tokenizer, load_problems(args.problems), config,
+                                           generator_id=str(args.model)))
+    print(f"wrote {count} candidates to {args.out} ({placement.device}, {placement.dtype})", file=sys.stderr)
+    return 0
+
+
 def rerank_cmd(args: argparse.Namespace) -> int:
+    from coderanker.config import load_params
     from coderanker.executor import load_candidates
     from coderanker.jsonl import write_jsonl
     from coderanker.problems import by_name, load_problems
     from coderanker.reranker import Reranker
+    from coderanker.runtime import Placement
 
     problems = by_name(load_problems(args.problems))
     candidates = load_candidates(args.candidates, problems)
-    reranker = Reranker.load(args.model, batch_size=args.batch_size, max_length=args.max_length)
+    model = load_params(args.params).get("model", {}) if Path(args.params).exists() else {}
+    placement = Placement.of(args.device or model.get("device", "auto"), args.dtype or model.get("dtype", "auto"))
+    reranker = Reranker.load(args.model, placement=placement, batch_size=args.batch_size, max_length=args.max_length)
     scores = reranker.score_candidates(problems, candidates)
     rows = [{**c, "score": s} for c, s in zip(candidates, scores, strict=True)]
     if args.prune:
@@ -151,6 +186,24 @@ def build_parser() -> argparse.ArgumentParser:
     execute.add_argument("--params", default="params.yaml", help="limits from its execute section if present")
     execute.set_defaults(func=execute_cmd)
 
+    sample = commands.add_parser("sample", help="sample candidate programs for a problem file")
+    sample.add_argument("--model", required=True, help="generator: a model directory or hub id")
+    sample.add_argument("--problems", required=True, type=Path)
+    sample.add_argument("--out", required=True, type=Path)
+    sample.add_argument("-n", type=int, help="samples per problem (default: params.yaml sample.samples_per_problem)")
+    sample.add_argument("--greedy", action="store_true", help="also one greedy candidate per problem (sample -1)")
+    sample.add_argument("--max-new-tokens", type=int)
+    sample.add_argument("--temperature", type=float)
+    sample.add_argument("--top-p", type=float)
+    sample.add_argument("--batch-size", type=int)
+    sample.add_argument("--seed", type=int)
+    sample.add_argument("--style", choices=["auto", "prefill", "chat", "completion"])
+    sample.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    sample.add_argument("--dtype", choices=["auto", "bf16", "fp32"])
+    sample.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    sample.add_argument("--params", default="params.yaml", help="settings from its sample section if present")
+    sample.set_defaults(func=sample_cmd)
+
     rerank = commands.add_parser(
         "rerank", help="score candidates with a reranker (adds \"score\")",
         description="Score candidates with a reranker: every output row is its candidate plus \"score\". "
@@ -173,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--params", default="params.yaml",
                         help="with --prune: sandbox limits from its execute section if present")
     rerank.add_argument("--workers", type=int, help="with --prune: programs at once (default: one per core)")
+    rerank.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: params.yaml model.device")
+    rerank.add_argument("--dtype", choices=["auto", "bf16", "fp32"], help="default: params.yaml model.dtype")
     rerank.set_defaults(func=rerank_cmd)
 
     profile = commands.add_parser("profile", help="switch params.yaml between profiles").add_subparsers(

@@ -94,10 +94,10 @@ def decode_group(model, tokenizer, group: list[DecodeRequest], style: str, confi
         cache.batch_select_indices(source)  # the shared prefill, copied to every row
         logits, mask, position = logits[source], mask[source], positions[source, -1] + 1
         rows = _Rows(tokenizer, [group[i] for i in source.tolist()], style, eos_ids(model, tokenizer))
-        for _ in range(config.max_new_tokens):
+        for step in range(config.max_new_tokens):
             tokens = sample_tokens(logits, group[0].greedy, config.temperature, config.top_p, generator)
             rows.advance(tokens.tolist())
-            if rows.all_done():
+            if rows.all_done() or step == config.max_new_tokens - 1:
                 break
             live = rows.live_positions()
             if len(rows.present) - len(live) >= max(1, len(rows.present) // 8):  # compact the batch
@@ -135,7 +135,7 @@ class _Rows:
         """Record each unfinished row's new token and whether it ended the row."""
         live = [(row, token) for row, token in zip(self.present, tokens, strict=True) if not self.finished[row]]
         tails = self.tokenizer.batch_decode([self.tokens[row][-STOP_WINDOW + 1 :] + [token] for row, token in live],
-                                            skip_special_tokens=True)
+                                            skip_special_tokens=True, clean_up_tokenization_spaces=False)
         for (row, token), tail in zip(live, tails, strict=True):
             if token in self.eos:
                 self.finished[row] = True
@@ -155,11 +155,12 @@ class _Rows:
     def _stopped(self, row: int, tail: str) -> bool:
         stops = self.stops[row]
         if stops is None:  # chat: the answer's code block has opened and closed
-            return "```" in tail and self.tokenizer.decode(self.tokens[row]).count("```") >= 2
+            text = self.tokenizer.decode(self.tokens[row], clean_up_tokenization_spaces=False)
+            return "```" in tail and text.count("```") >= 2
         return any(stop in tail for stop in stops)
 
     def answers(self) -> list[tuple[str, bool]]:
-        texts = self.tokenizer.batch_decode(self.tokens, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(self.tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return [(text, not done) for text, done in zip(texts, self.finished, strict=True)]
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from coderanker.problems import Problem
-from coderanker.prompting import chat_messages, extract_completion, strip_docstrings
+from coderanker.prompting import chat_messages, extract_completion, strip_docstrings, truncate_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,14 @@ class SamplingConfig:
     seed: int = 1234
     threads: int = 0
     """torch intra-op threads; 0 leaves torch's default."""
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"sample.temperature must be > 0, not {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"sample.top_p must be in (0, 1], not {self.top_p!r}")
+        if self.samples_per_problem < 0 or self.eval_samples_per_problem < 0 or self.max_new_tokens < 1:
+            raise ValueError("sample: samples per problem must be >= 0 and max_new_tokens >= 1")
 
 
 STYLES = ("prefill", "chat", "completion")
@@ -155,11 +163,16 @@ def planted_reference(problem: Problem, style: str, sample: int, generator_id: s
 
 
 def response_text(problem: Problem, generated: str, style: str) -> str:
-    """What the reranker scores after the model input: in prefill style the body up to
-    its stop (what runs), else the raw generated text."""
-    if style == "prefill":
-        return extract_completion(problem, generated, style)
-    return generated
+    """What the reranker scores after the model input: in prefill style the answer as PPO
+    rolls it out, the generated text up to its stop closed by the fence (PPO stops at the
+    fence token; an answer that ran out of tokens stays open); else the raw generated text."""
+    if style != "prefill":
+        return generated
+    body = truncate_at_stop(generated, stop_strings(problem, style))
+    return body + FENCE if len(body) < len(generated) else body
+
+
+FENCE = "```"
 
 
 def fence_name(language: str) -> str:
@@ -176,7 +189,8 @@ def reference_candidate(problem: Problem, style: str, generator_id: str, round_i
     the cpu profile: eval ROC-AUC 0.40 with docstrings, 0.68 without)."""
     head = strip_docstrings(problem.prompt) if problem.language == "py" else problem.prompt
     chat = f"```{fence_name(problem.language)}\n{head}{problem.reference}```"
-    response = chat if style == "chat" else problem.reference
+    gap = problem.prompt[len(problem.prompt.rstrip()) :]  # what the model writes first in prefill style
+    response = {"chat": chat, "prefill": gap + problem.reference + FENCE}.get(style, problem.reference)
     return {"name": problem.name, "language": problem.language, "completion": problem.reference,
             "response": response, "sample": -2, "greedy": False, "reference": True,
             "generator": generator_id, "round": round_id}

@@ -1,8 +1,9 @@
 """The reranker: a causal LM with a scalar head (sequence classification, one output).
 
 Its input is exactly what the PPO reward model sees: the generator's model input (chat
-template with the prefilled code, or raw prompt) followed by the response and the
-end-of-sequence token, tokenised as the two parts PPO concatenates. `encode_pair` is the
+template with the prefilled code, or raw prompt) followed by the response up to the token
+PPO's rollout stops on (the closing code fence in prefill style, else the end-of-sequence
+token), tokenised as the two parts PPO concatenates. `encode_pair` is the
 one function that builds it, and the prompt style it needs travels with the model
 (`coderanker.json` in its directory), so training, mining, evaluation, `coderanker rerank`
 and PPO's reward all score the same text.
@@ -188,4 +189,14 @@ def encode_parts(tokenizer, style: str, problem: Problem, response: str,
     query = prompt_ids(problem, tokenizer, style)
     answer = tokenizer(response, add_special_tokens=False)["input_ids"]
     room = max(max_length - len(query) - 1, 0)
-    return query, answer[:room] + [tokenizer.eos_token_id]
+    # PPO scores its rollout up to the token it stopped on: EOS, or in prefill style the
+    # closing fence, which the response then already ends with
+    closed = style == "prefill" and answer and answer[-1] == fence_id(tokenizer)
+    return query, answer[:room] + ([answer[-1]] if closed and len(answer) > room else []) + \
+        ([] if closed else [tokenizer.eos_token_id])
+
+
+def fence_id(tokenizer) -> int | None:
+    """The token of a closing code fence when it is a single token (PPO stops on it), else None."""
+    ids = tokenizer("```", add_special_tokens=False)["input_ids"]
+    return ids[0] if len(ids) == 1 else None

@@ -80,6 +80,14 @@ def resolve_dtype(dtype: str = "auto", device: str = "cpu") -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+def training_dtype(params: dict, ray_config) -> str:
+    """The precision of training, resolved for where it runs: Ray Train's workers, on GPUs
+    when `ray.use_gpu`, else on CPUs (whose flags are those of this machine: a cluster's
+    CPU workers are expected to match the driver's)."""
+    model = params.get("model") or {}
+    return resolve_dtype(model.get("dtype", "auto"), "cuda" if ray_config.use_gpu else "cpu")
+
+
 def torch_dtype(name: str):
     import torch
 

@@ -171,7 +171,7 @@ def _flatten(data: dict, prefix: str = "") -> dict:
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             flat.update(_flatten(value, f"{name}."))
-        elif isinstance(value, list | tuple) and len(value) == 2:  # an interval [low, high]
+        elif name.endswith("_ci95") and isinstance(value, list | tuple) and len(value) == 2:  # [low, high]
             flat[f"{name}_low".replace("@", "_at_")], flat[f"{name}_high".replace("@", "_at_")] = value
         else:
             flat[name.replace("@", "_at_")] = value

@@ -78,6 +78,7 @@ def track(args, params: dict, metrics: dict) -> None:
         run.log_metrics(metrics["eval_sets"], prefix="eval.")
         run.log_metrics(metrics["train"], prefix="train.")
         run.log_metrics(metrics["seconds"], prefix="seconds.")
+        run.log_metrics(metrics.get("shared_pool", {}), prefix="shared_pool.")
         run.log_metrics(metrics["eval"], run_id=run.round_run_id, prefix="eval.")
         run.log_artifact(args.out)
         for name in metrics["eval_sets"]:

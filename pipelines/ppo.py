@@ -52,20 +52,19 @@ def main(argv: list[str] | None = None) -> None:
 def train(args, params, init, config, ray_config) -> dict:
     from transformers import AutoTokenizer
 
-    from coderanker.generation import prompt_ids, resolve_style
+    from coderanker.generation import model_input, prompt_ids, resolve_style
     from coderanker.problems import load_problems
-    from coderanker.prompting import chat_messages
-    from coderanker.runtime import Placement
+    from coderanker.reranker import fence_id
+    from coderanker.runtime import training_dtype
     from coderanker.training.policy import train_policy
 
     tokenizer = AutoTokenizer.from_pretrained(init)
     style = resolve_style(params.get("sample", {}).get("prompt_style", "auto"), tokenizer)
-    prompts = [
-        {"input_ids": prompt_ids(p, tokenizer, style),
-         "messages": chat_messages(p)}
-        for p in load_problems(args.problems / "train.jsonl")
-    ]
-    return train_policy(prompts, init, args.reranker, args.out, config, ray_config, Placement.from_params(params))
+    prompts = [{"input_ids": prompt_ids(p, tokenizer, style), "text": model_input(p, tokenizer, style)}
+               for p in load_problems(args.problems / "train.jsonl")]
+    stop = fence_id(tokenizer) if style == "prefill" else None
+    return train_policy(prompts, init, args.reranker, args.out, config, ray_config,
+                        training_dtype(params, ray_config), stop)
 
 
 if __name__ == "__main__":

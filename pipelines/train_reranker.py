@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.jsonl import read_jsonl
     from coderanker.problems import by_name, load_problems
     from coderanker.reranker import encode_pair, read_prompt_style, write_meta
-    from coderanker.runtime import Placement
+    from coderanker.runtime import training_dtype
     from coderanker.tracking import stage_run
     from coderanker.training.ray_train import RayTrainConfig, read_training_log
     from coderanker.training.reward import RerankerTrainConfig, select_training_pairs, train_reranker
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
             if "margin" in pair:
                 record["margin"] = pair["margin"]
             encoded.append(record)
-        metrics = train_reranker(encoded, init, args.out, config, ray_config, Placement.from_params(params).dtype)
+        metrics = train_reranker(encoded, init, args.out, config, ray_config, training_dtype(params, ray_config))
         write_meta(args.out, style)
         (args.out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (args.out / "mlflow_run.json").write_text(json.dumps({"run_id": run.run_id}) + "\n")

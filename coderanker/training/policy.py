@@ -46,15 +46,18 @@ class PolicyTrainConfig:
 
 def train_policy(prompts: list[dict], policy_dir: str | os.PathLike, reranker_dir: str | os.PathLike,
                  out_dir: str | os.PathLike, config: PolicyTrainConfig, ray_config: RayTrainConfig,
-                 placement=None) -> dict:
-    """prompts: [{"input_ids": [...], "messages": [...]}] for the training problems."""
+                 dtype: str = "fp32", stop_token_id: int | None = None) -> dict:
+    """prompts: [{"input_ids": [...], "text": model input}] for the training problems.
+
+    `stop_token_id`: the token a rollout ends on when it is not EOS (the closing fence in
+    prefill style, where the reranker scores answers up to that fence); the missing-EOS
+    penalty is then off, as TRL counts only EOS as a finished answer."""
     if config.algorithm not in ("ppo", "grpo"):
         raise ValueError(f"ppo.algorithm must be ppo or grpo, not {config.algorithm!r}")
     # Ray workers do not share the driver's working directory: paths go absolute.
     loop = {"prompts": prompts, "policy": str(Path(policy_dir).resolve()),
             "reranker": str(Path(reranker_dir).resolve()),
-            "config": asdict(config), "use_gpu": ray_config.use_gpu,
-            "dtype": placement.dtype if placement is not None else "fp32"}
+            "config": asdict(config), "use_gpu": ray_config.use_gpu, "dtype": dtype, "stop_token_id": stop_token_id}
     worker = ppo_worker if config.algorithm == "ppo" else grpo_worker
     return fit(worker, loop, out_dir, ray_config, name=f"train_policy_{config.algorithm}")
 
@@ -100,8 +103,9 @@ def ppo_worker(loop: dict) -> None:
         kl_coef=config.kl_coef,
         kl_estimator=config.kl_estimator,
         learning_rate=config.learning_rate,
-        missing_eos_penalty=config.missing_eos_penalty or None,
-        stop_token="eos",
+        missing_eos_penalty=None if loop.get("stop_token_id") is not None else config.missing_eos_penalty or None,
+        stop_token=None if loop.get("stop_token_id") is not None else "eos",
+        stop_token_id=loop.get("stop_token_id"),
         num_sample_generations=0,
         seed=config.seed,
         **trainer_defaults(loop["use_gpu"], "ppo-", loop.get("dtype", "fp32")),
@@ -114,21 +118,25 @@ def ppo_worker(loop: dict) -> None:
     trained = trainer.accelerator.unwrap_model(trainer.model).policy
     if config.reward_eval_prompts:
         queries = [p["input_ids"] for p in loop["prompts"][: config.reward_eval_prompts]]
-        metrics["reward_before"] = mean_reward(ref_policy, reward, tokenizer, queries, config)
-        metrics["reward_after"] = mean_reward(trained, reward, tokenizer, queries, config)
+        stop = loop.get("stop_token_id")
+        metrics["reward_before"] = mean_reward(ref_policy, reward, tokenizer, queries, config, stop)
+        metrics["reward_after"] = mean_reward(trained, reward, tokenizer, queries, config, stop)
     # Ray Train wraps the policy+value model in DDP, where PPOTrainer.save_model would save
     # both (with shared tensors): the unwrapped policy alone is the round's policy.
     report_model(trained, tokenizer, metrics, history)
 
 
-def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], config: PolicyTrainConfig) -> float:
-    """Mean reward (with the missing-EOS penalty, as PPO optimises it) of sampled responses."""
+def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], config: PolicyTrainConfig,
+                stop_token_id: int | None = None) -> float:
+    """Mean reward of sampled responses as PPO optimises it: scored up to the stop token
+    (kept) or EOS (with the missing-EOS penalty when there is no other stop token)."""
     import torch
 
     from coderanker.reranker import Reranker
 
     scorer = Reranker(reward_model, tokenizer)  # scores token ids: the prompt style plays no part
     eos, scores = tokenizer.eos_token_id, []
+    stop = stop_token_id if stop_token_id is not None else eos
     device = next(policy.parameters()).device
     policy.eval()
     for index, query in enumerate(queries):
@@ -137,12 +145,15 @@ def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], confi
             out = policy.generate(torch.tensor([query], device=device), do_sample=True,
                                   temperature=config.temperature, max_new_tokens=config.response_length,
                                   num_return_sequences=config.reward_eval_samples,
-                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
+                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stop)
         for row in out[:, len(query):].tolist():
-            finished = eos in row
-            response = row[: row.index(eos)] if finished else [t for t in row if t != tokenizer.pad_token_id]
-            penalty = 0.0 if finished else config.missing_eos_penalty
-            scores.append(scorer.score_ids([query + response + [eos]])[0] - penalty)
+            finished = stop in row
+            response = row[: row.index(stop) + 1] if finished else [t for t in row if t != tokenizer.pad_token_id]
+            if stop == eos:
+                penalty = 0.0 if finished else config.missing_eos_penalty
+                scores.append(scorer.score_ids([query + response + ([] if finished else [eos])])[0] - penalty)
+            else:
+                scores.append(scorer.score_ids([query + response])[0])
     return sum(scores) / len(scores)
 
 
@@ -157,7 +168,8 @@ def grpo_worker(loop: dict) -> None:
     tokenizer = AutoTokenizer.from_pretrained(loop["policy"], padding_side="left")
     reward = AutoModelForSequenceClassification.from_pretrained(loop["reranker"], num_labels=1)
     reward_tokenizer = AutoTokenizer.from_pretrained(loop["reranker"])
-    dataset = Dataset.from_list([{"prompt": p["messages"]} for p in loop["prompts"]])
+    # the model input as text (in prefill style the answer is begun), as sampling sees it
+    dataset = Dataset.from_list([{"prompt": p["text"]} for p in loop["prompts"]])
     args = GRPOConfig(
         max_steps=max(config.total_episodes // config.batch_size, 1),
         per_device_train_batch_size=config.batch_size,

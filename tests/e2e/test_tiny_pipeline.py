@@ -33,14 +33,39 @@ def test_every_round_writes_design_metrics(tiny_repo):
         assert m["round"] == round_id and m["eval"] == m["eval_sets"]["starter"]
         for name, problems in (("starter", 6), ("humaneval", 3)):
             block = m["eval_sets"][name]
-            assert block["problems"] == problems and block["samples_per_problem"] == 3
-            for key in ("pass@1", "greedy_pass@1", "oracle_pass@n", "reranked_pass@1"):
+            # 3 samples and the planted reference (a random model solves nothing)
+            assert block["problems"] == problems and block["samples_per_problem"] == 4
+            for key in ("pass@1", "greedy_pass@1", "oracle_pass@n", "reranked_pass@1", "truncation_rate"):
                 assert 0.0 <= block[key] <= 1.0
         assert m["train"]["pairs"] > 0
         assert set(m["seconds"]) == {"ppo", "sample", "execute", "mine", "train_reranker", "evaluate"}
     assert metrics(tiny_repo, "r0")["train"]["hard_negatives"] == 0
     assert metrics(tiny_repo, "r1")["train"]["hard_negatives"] > 0
     assert metrics(tiny_repo, "r2")["train"]["pairs"] >= metrics(tiny_repo, "r1")["train"]["pairs"]
+
+
+def test_eval_figures_are_numbers_in_every_round(tiny_repo):
+    for round_id in ROUNDS:
+        block = metrics(tiny_repo, round_id)["eval"]
+        for key in ("reranker_auc", "reranker_pairwise_acc", "reranked_pass@1", "reranked_gain", "gap_closed",
+                    "top1_hit_rate", "top1_chance", "top2_hit_rate", "pruned_reranked_pass@1", "pruned_pass@1"):
+            assert isinstance(block[key], float), (round_id, key, block[key])
+        for key in ("reranked_gain_ci95", "reranker_pairwise_acc_ci95", "reranked_minus_greedy_ci95"):
+            low, high = block[key]
+            assert low <= high, (round_id, key)
+        assert block["problems_with_choice"] == 6
+        pool = metrics(tiny_repo, round_id)["shared_pool"]
+        assert pool["problems"] == 6 and isinstance(pool["difference_vs_previous"], float)
+        assert len(pool["difference_vs_previous_ci95"]) == 2
+
+
+def test_the_reranker_ranks_unseen_problems_above_chance(tiny_repo):
+    """Eval problems are never trained on: their pairs (the planted reference against the
+    random model's samples) are new to every round's reranker."""
+    for round_id in ROUNDS:
+        block = metrics(tiny_repo, round_id)["eval"]
+        assert block["reranker_pairwise_acc"] >= 0.7, (round_id, block)
+        assert block["top1_hit_rate"] > block["top1_chance"], (round_id, block)
 
 
 def test_reranker_learns_its_training_pairs(tiny_repo):

@@ -13,8 +13,7 @@ def test_grpo_trains_and_saves_a_policy(tiny_model_dir, tmp_path):
     import ray
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from coderanker.generation import model_input
-    from coderanker.prompting import chat_messages
+    from coderanker.generation import model_input, prompt_ids
     from coderanker.reranker import init_reranker
     from coderanker.sources import starter
     from coderanker.training.policy import PolicyTrainConfig, train_policy
@@ -22,8 +21,8 @@ def test_grpo_trains_and_saves_a_policy(tiny_model_dir, tmp_path):
 
     reranker = init_reranker(tiny_model_dir, tmp_path / "reranker")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    prompts = [{"input_ids": tokenizer(model_input(p, tokenizer, "chat"), add_special_tokens=False)["input_ids"],
-                "messages": chat_messages(p)} for p in starter("train")[:4]]
+    prompts = [{"input_ids": prompt_ids(p, tokenizer, "prefill"), "text": model_input(p, tokenizer, "prefill")}
+               for p in starter("train")[:4]]
     config = PolicyTrainConfig(algorithm="grpo", total_episodes=8, batch_size=4, grpo_num_generations=4,
                                response_length=8, learning_rate=1e-3, reward_eval_prompts=0)
     try:

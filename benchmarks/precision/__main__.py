@@ -1,0 +1,3 @@
+from benchmarks.precision.run import main
+
+main()

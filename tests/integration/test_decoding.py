@@ -1,0 +1,145 @@
+"""The decode loop (shared prefill, reserved cache, rows leaving the batch) against plain
+`model.generate`, and the precision paths of sampling and scoring, on the tiny model."""
+
+from __future__ import annotations
+
+import pytest
+
+from coderanker.decoding import DecodeRequest, decode_group, pack, reserved_cache, sample_tokens
+from coderanker.generation import SamplingConfig, generate, prompt_ids, stop_strings
+from coderanker.prompting import truncate_at_stop
+from coderanker.sources import starter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def hf_greedy(model, tokenizer, problem, style: str, tokens: int) -> str:
+    import torch
+
+    ids = torch.tensor([prompt_ids(problem, tokenizer, style)])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=tokens,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("style", ["prefill", "completion"])
+def test_greedy_decoding_of_a_padded_batch_matches_generate_one_by_one(tiny, style):
+    model, tokenizer = tiny
+    problems = starter("eval")[:4]  # prompts of different lengths: left padding in one batch
+    config = SamplingConfig(max_new_tokens=20, batch_size=8, seed=0)
+    answers = decode_group(model, tokenizer, [DecodeRequest(p, 1, greedy=True) for p in problems], style, config, 0)
+    for problem, [(text, truncated)] in zip(problems, answers, strict=True):
+        reference = hf_greedy(model, tokenizer, problem, style, 20)
+        stops = stop_strings(problem, style)
+        assert reference.startswith(text)  # ours ends at the first stop string, generate runs on
+        assert truncate_at_stop(text, stops) == truncate_at_stop(reference, stops)
+        if truncated:
+            assert text == reference
+
+
+def test_the_reserved_cache_gives_the_logits_of_the_dynamic_cache(tiny):
+    import torch
+    from transformers import DynamicCache
+
+    model, tokenizer = tiny
+    ids = torch.tensor([prompt_ids(starter("eval")[0], tokenizer, "prefill")] * 3)
+    logits = []
+    for cache in (DynamicCache(config=model.config), reserved_cache(model, ids.shape[1] + 4)):
+        with torch.inference_mode():
+            out = [model(input_ids=ids, cache=cache, use_cache=True).logits[:, -1]]
+            cache.batch_select_indices(torch.tensor([2, 0]))  # two rows leave... in another order
+            for step in range(3):
+                token = torch.tensor([[5 + step], [9 + step]])
+                out.append(model(input_ids=token, cache=cache, use_cache=True).logits[:, -1])
+        logits.append(out)
+    for dynamic, reserved in zip(*logits, strict=True):
+        assert torch.allclose(dynamic, reserved, atol=1e-5)
+
+
+def test_the_samples_of_a_problem_share_a_prefill_yet_differ_and_are_seeded(tiny):
+    model, tokenizer = tiny
+    problems = starter("eval")[:3]
+    config = SamplingConfig(samples_per_problem=5, greedy=True, max_new_tokens=12, batch_size=10, seed=3)
+    first = list(generate(model, tokenizer, problems, config))
+    assert first == list(generate(model, tokenizer, problems, config))
+    for problem in problems:
+        texts = [c["response"] for c in first if c["name"] == problem.name and not c["greedy"]]
+        assert len(texts) == 5 and len(set(texts)) > 1
+    assert all(isinstance(c["truncated"], bool) for c in first)
+    assert {c["sample"] for c in first if c["greedy"]} == {-1}
+
+
+def test_pack_keeps_a_problems_samples_together_and_kinds_apart():
+    problems = starter("eval")[:5]
+    requests = [DecodeRequest(p, 4, False) for p in problems] + [DecodeRequest(p, 1, True) for p in problems]
+    groups = pack(requests, batch_size=8)
+    assert [sum(r.copies for r in g) for g in groups] == [8, 8, 4, 5]
+    assert all(len({r.greedy for r in g}) == 1 for g in groups)
+    assert [r for g in groups for r in g] == requests
+    assert [len(g) for g in pack([DecodeRequest(problems[0], 20, False)], batch_size=8)] == [1]
+
+
+def test_nucleus_sampling_never_draws_outside_the_nucleus():
+    import torch
+
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05] + [0.0] * 300])
+    logits = probs.clamp_min(1e-12).log().repeat(4000, 1)
+    generator = torch.Generator().manual_seed(0)
+    drawn = sample_tokens(logits, greedy=False, temperature=1.0, top_p=0.75, generator=generator)
+    # the mass before token 1 is 0.5 < 0.75 and before token 2 is 0.8: the nucleus is {0, 1}
+    assert set(drawn.tolist()) == {0, 1}
+    share = (drawn == 0).float().mean().item()
+    assert abs(share - 0.5 / 0.8) < 0.03
+    flat = torch.zeros(2, 1000)  # uniform: the nucleus is wider than the top-k shortcut
+    wide = sample_tokens(flat, greedy=False, temperature=1.0, top_p=0.9, generator=generator)
+    assert wide.max().item() >= 0 and len(set(wide.tolist())) == 2
+    assert sample_tokens(logits[:2], greedy=True, temperature=1.0, top_p=0.75, generator=generator).tolist() == [0, 0]
+
+
+def test_sampling_and_scoring_run_in_bf16_on_the_cpu(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coderanker.problems import by_name
+    from coderanker.reranker import Reranker, init_reranker
+    from coderanker.runtime import Placement
+
+    bf16 = Placement.of("cpu", "bf16")
+    model = bf16.load(AutoModelForCausalLM, tiny_model_dir)
+    assert next(model.parameters()).dtype == torch.bfloat16 and model.device.type == "cpu"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    problems = starter("eval")[:2]
+    candidates = list(generate(model, tokenizer, problems, SamplingConfig(samples_per_problem=3, max_new_tokens=8)))
+    assert len(candidates) == 2 * 4
+    directory = init_reranker(tiny_model_dir, tmp_path / "reranker")
+    scores = {}
+    for placement in (bf16, Placement.of("cpu", "fp32")):
+        scorer = Reranker.load(str(directory), placement=placement)
+        assert next(scorer.model.parameters()).dtype == placement.torch_dtype
+        scores[placement.dtype] = scorer.score_candidates(by_name(problems), candidates)
+    correlation = torch.corrcoef(torch.tensor([scores["bf16"], scores["fp32"]]))[0, 1].item()
+    assert correlation > 0.95, scores
+
+
+def test_shared_query_scoring_equals_scoring_whole_sequences(tiny_model_dir, tmp_path):
+    from coderanker.reranker import Reranker, init_reranker, read_prompt_style
+
+    directory = init_reranker(tiny_model_dir, tmp_path / "reranker", prompt_style="auto")
+    assert read_prompt_style(directory) == "prefill"  # resolved and stored with the model
+    scorer = Reranker.load(str(directory), batch_size=3)
+    assert scorer.style == "prefill"
+    problems = starter("eval")[:3]
+    answers = ["    return 1\n", "    return s[::-1]\n", "    x = 0\n    for c in s:\n        x += 1\n    return x\n",
+               "    pass\n"]
+    items = [scorer.encode_parts(p, a) for p in problems for a in answers]
+    shared = scorer.score_parts(items)
+    whole = scorer.score_ids([q + a for q, a in items])
+    assert max(abs(a - b) for a, b in zip(shared, whole, strict=True)) < 1e-4
+    assert len(set(round(s, 6) for s in shared)) > 1
