@@ -80,3 +80,51 @@ def test_reference_is_written_like_a_model_answer_and_still_passes():
     assert candidate["reference"] is True and candidate["completion"] == problem.reference
     assert run(extract_completion(problem, candidate["response"], "chat")) == "passed"
     assert run(candidate["completion"]) == "passed"
+
+
+def test_prefill_answers_are_bodies_cut_at_the_fence_or_a_stop_token():
+    from coderanker.generation import response_text
+
+    generated = "\n    return x * 2\n```\n\nThis doubles x."  # the model writes the prompt's newline itself
+    completion = extract_completion(PROBLEM, generated, "prefill")
+    assert completion == "    return x * 2\n"
+    assert run(completion) == "passed"
+    # what the reranker scores ends where PPO's rollout stops: on the closing fence
+    assert response_text(PROBLEM, generated, "prefill") == "\n    return x * 2\n```"
+    cut = "\n    return x * 2\nprint(double(3))\n```"
+    assert extract_completion(PROBLEM, cut, "prefill") == "    return x * 2"
+    assert response_text(PROBLEM, cut, "prefill") == "\n    return x * 2```"
+    open_ended = "\n    return (x *"  # ran out of tokens: the answer stays open
+    assert response_text(PROBLEM, open_ended, "prefill") == open_ended
+    assert run(extract_completion(PROBLEM, open_ended, "prefill")) == "compile_error"
+
+
+def test_prefill_reference_reads_like_a_prefill_answer():
+    from coderanker.generation import planted_reference, response_text
+
+    problem = Problem(**{**PROBLEM.__dict__, "reference": "    return x * 2\n"})
+    candidate = reference_candidate(problem, "prefill", "gen", "r0")
+    assert candidate["response"] == response_text(problem, "\n    return x * 2\n```", "prefill")
+    assert candidate["completion"] == problem.reference and candidate["reference"] is True
+    planted = planted_reference(problem, "prefill", 5, "gen", "r0")
+    assert planted["sample"] == 5 and planted["reference"] is False and planted["planted"] is True
+
+
+def test_prefill_model_input_begins_the_answer_with_the_prompt_code(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from coderanker.generation import model_input, prompt_ids
+    from coderanker.reranker import encode_parts, fence_id
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = model_input(PROBLEM, tokenizer, "prefill")
+    assert text.endswith("<|im_start|>assistant\n```python\n" + PROBLEM.prompt.rstrip())
+    assert prompt_ids(PROBLEM, tokenizer, "prefill") == tokenizer(text, add_special_tokens=False)["input_ids"]
+    fence = fence_id(tokenizer)
+    assert fence is not None
+    query, answer = encode_parts(tokenizer, "prefill", PROBLEM, "\n    return x * 2\n```", 512)
+    assert answer[-1] == fence and tokenizer.eos_token_id not in answer  # PPO's rollout ends on the fence
+    _, open_answer = encode_parts(tokenizer, "prefill", PROBLEM, "\n    return (x *", 512)
+    assert open_answer[-1] == tokenizer.eos_token_id
+    _, cut = encode_parts(tokenizer, "prefill", PROBLEM, "\n" + "    x = 1\n" * 200 + "```", len(query) + 9)
+    assert len(query) + len(cut) == len(query) + 9 and cut[-1] == fence
