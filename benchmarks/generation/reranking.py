@@ -30,6 +30,27 @@ def scoring(path: str, device: str, problems, candidates: list[dict], repeats: i
     return alternate({dtype: functools.partial(rate, r) for dtype, r in rerankers.items()}, repeats)
 
 
+def shared_query(path: str, device: str, problems, candidates: list[dict], repeats: int, style: str) -> dict:
+    """Median candidates/s in fp32 of score_candidates (each problem's query run once, its
+    cache shared by the answers) against score_ids on whole sequences (the previous path)."""
+    from coderanker.reranker import Reranker, candidate_response
+
+    by_name = {p.name: p for p in problems}
+    reranker = Reranker.load(path, placement=Placement(device, "fp32"), prompt_style=style)
+
+    def shared() -> tuple[float]:
+        start = time.perf_counter()
+        reranker.score_candidates(by_name, candidates)
+        return (len(candidates) / (time.perf_counter() - start),)
+
+    def whole() -> tuple[float]:
+        start = time.perf_counter()
+        reranker.score_ids([reranker.encode(by_name[c["name"]], candidate_response(c)) for c in candidates])
+        return (len(candidates) / (time.perf_counter() - start),)
+
+    return alternate({"shared": shared, "whole": whole}, repeats)
+
+
 def training_pairs(path: str, problems, candidates: list[dict], style: str, count: int) -> list[dict]:
     """Consecutive candidates of the same problem as (chosen, rejected) token ids, cycled to `count`."""
     from transformers import AutoTokenizer

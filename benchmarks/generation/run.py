@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from benchmarks.generation.reranking import scoring, training, training_dtype
+    from benchmarks.generation.reranking import scoring, shared_query, training, training_dtype
     from benchmarks.generation.sampling import sampling
     from coderanker.generation import resolve_style
     from coderanker.models import prepare_model
@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{rates['coderanker'][1]:.2f}, naive fp32 generate {rates['naive'][1]:.2f}", flush=True)
         scores = scoring(reranker_dir, placement.device, problems, candidates, args.repeats, style)
         print("\n".join(dtype_lines("reranker scoring", "candidates/s", scores, placement.dtype)), flush=True)
+        shared = shared_query(reranker_dir, placement.device, problems, candidates, args.repeats, style)
+        fast, slow = shared["shared"][0], shared["whole"][0]
+        print(f"reranker scoring: shared query {fast:.1f} candidates/s, whole sequences {slow:.1f} "
+              f"candidates/s (both fp32), ratio {fast / slow:.2f}x", flush=True)
         pairs = training(reranker_dir, problems, candidates, args.repeats, style, use_gpu)
         trained = training_dtype(use_gpu, placement.dtype)
         print("\n".join(dtype_lines("reranker training", "pairs/s", pairs, trained)), flush=True)
