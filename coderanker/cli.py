@@ -57,18 +57,31 @@ def reference_errors(path, problems, workers: int):
 def execute_cmd(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from coderanker.config import load_params, section
+    from coderanker.config import section
     from coderanker.executor import execute_file
     from coderanker.sandbox import SandboxConfig
 
-    config = SandboxConfig()
-    if Path(args.params).exists():
-        config = section(load_params(args.params), "execute", SandboxConfig, args.params)
+    config = section(params_if_present(args.params), "execute", SandboxConfig, args.params)
     overrides = {"workers": args.workers, "backend": args.backend}
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     counts = execute_file(args.problems, args.candidates, args.out, config)
     print(" ".join(f"{status}={count}" for status, count in sorted(counts.items())), file=sys.stderr)
     return 0
+
+
+def params_if_present(path: str) -> dict:
+    """params.yaml's sections when the file exists (commands run outside a checkout too)."""
+    from coderanker.config import load_params
+
+    return load_params(path) if Path(path).exists() else {}
+
+
+def placement_for(args: argparse.Namespace, params: dict):
+    """--device/--dtype, else params.yaml's model.device/model.dtype, else auto."""
+    from coderanker.runtime import Placement
+
+    model = params.get("model") or {}
+    return Placement.of(args.device or model.get("device", "auto"), args.dtype or model.get("dtype", "auto"))
 
 
 def sample_cmd(args: argparse.Namespace) -> int:
@@ -78,22 +91,20 @@ def sample_cmd(args: argparse.Namespace) -> int:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from coderanker.config import load_params, section
+    from coderanker.config import section
     from coderanker.generation import SamplingConfig, generate
     from coderanker.jsonl import write_jsonl
     from coderanker.problems import load_problems
-    from coderanker.runtime import Placement
 
-    params = load_params(args.params) if Path(args.params).exists() else {}
+    if args.backend != "hf":
+        raise ValueError(f"--backend {args.backend}: only hf is available in this installation")
+    params = params_if_present(args.params)
     config = section(params, "sample", SamplingConfig, args.params)
     flags = {"samples_per_problem": args.n, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
              "top_p": args.top_p, "batch_size": args.batch_size, "seed": args.seed, "prompt_style": args.style}
     config = replace(config, **{k: v for k, v in flags.items() if v is not None},
                      greedy=args.greedy, include_references=False)
-    placement = Placement.of(args.device or params.get("model", {}).get("device", "auto"),
-                             args.dtype or params.get("model", {}).get("dtype", "auto"))
-    if args.backend != "hf":
-        raise ValueError(f"--backend {args.backend}: only hf is available in this installation")
+    placement = placement_for(args, params)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = placement.load(AutoModelForCausalLM, args.model)
     count = write_jsonl(args.out, generate(model, tokenizer, load_problems(args.problems), config,
@@ -103,17 +114,14 @@ def sample_cmd(args: argparse.Namespace) -> int:
 
 
 def rerank_cmd(args: argparse.Namespace) -> int:
-    from coderanker.config import load_params
     from coderanker.executor import load_candidates
     from coderanker.jsonl import write_jsonl
     from coderanker.problems import by_name, load_problems
     from coderanker.reranker import Reranker
-    from coderanker.runtime import Placement
 
     problems = by_name(load_problems(args.problems))
     candidates = load_candidates(args.candidates, problems)
-    model = load_params(args.params).get("model", {}) if Path(args.params).exists() else {}
-    placement = Placement.of(args.device or model.get("device", "auto"), args.dtype or model.get("dtype", "auto"))
+    placement = placement_for(args, params_if_present(args.params))
     reranker = Reranker.load(args.model, placement=placement, batch_size=args.batch_size, max_length=args.max_length)
     scores = reranker.score_candidates(problems, candidates)
     rows = [{**c, "score": s} for c, s in zip(candidates, scores, strict=True)]
@@ -128,13 +136,11 @@ def prune_rows(args: argparse.Namespace, problems: dict, rows: list[dict]) -> li
     """Rows with `visible_status` (run in the sandbox where a row lacks it) and `pruned`."""
     from dataclasses import replace
 
-    from coderanker.config import load_params, section
+    from coderanker.config import section
     from coderanker.executor import pruned_flags, visible_statuses
     from coderanker.sandbox import SandboxConfig
 
-    config = SandboxConfig()
-    if Path(args.params).exists():
-        config = section(load_params(args.params), "execute", SandboxConfig, args.params)
+    config = section(params_if_present(args.params), "execute", SandboxConfig, args.params)
     if args.workers is not None:
         config = replace(config, workers=args.workers)
     visible = visible_statuses(problems, rows, config)
