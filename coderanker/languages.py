@@ -2,17 +2,23 @@
 each program. The single source of truth for both; commands follow MultiPL-E's
 evaluation scripts (evaluation/src/eval_<lang>.py).
 
-Templates in commands: {src} the program file, {heap_mb} the program's memory limit,
+Templates in commands: {src} the program file, {main} Java's main class, {heap_mb} the program's memory limit,
 {javatuples} the javatuples jar, {tsc} TypeScript's compiler script.
 
 compile_error rule: a program is a compile_error when the language's front end rejects it
 before any test runs: the compiler (cpp, java, cs, ts: tsc's type errors included, as in
 MultiPL-E) or a syntax check (py: compile(); js: node --check; php: php -l; sh: bash -n).
-An error the program raises while running is `failed`.
+An error the program raises while running is `failed`. A front end that reports an error
+but exits 0 still rejects the program: bash -n (and bash itself) only print errors in a
+`[[ ... ]]` conditional (`[[ ; ]]`, `[[ -z ]]`, `[[ $a == b c ]]`) and go on, so a script
+with one would pass its tests; for sh any non-warning line from bash -n is a compile_error.
+Audited (tests/sandbox/test_front_end_errors.py): py, cpp, java, js, ts, php and cs front
+ends exit non-zero on every syntax error tried.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 JVM = ("-Xmx{heap_mb}m", "-Xss8m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
@@ -26,7 +32,7 @@ class Language:
     code: str
     """MultiPL-E's language code."""
     source: str
-    """File name the program is written to."""
+    """File name the program is written to ({main}: Java's main class, see `main_class`)."""
     stop_tokens: tuple[str, ...]
     """Where a sampled completion ends (MultiPL-E's stop tokens for the language)."""
     run: tuple[str, ...] = ()
@@ -45,9 +51,46 @@ class Language:
     """Text on stderr that fails a run whatever its exit code (mono exits 0 on a failed Debug.Assert)."""
     memory_markers: tuple[str, ...] = ()
     """Text on stderr that says the program ran out of memory."""
+    check_must_be_quiet: bool = False
+    """The syntax check reports some errors on stderr and still exits 0 (bash -n on a broken
+    `[[ ... ]]`): any line it writes, warnings aside, is a compile_error."""
 
-    def command(self, template: tuple[str, ...], **values: object) -> list[str]:
-        return [part.format(src=self.source, **values) for part in template]
+    def source_name(self, program: str = "") -> str:
+        """The file a program is written to: Java's is named after its main class."""
+        return self.source.format(main=main_class(program)) if "{main}" in self.source else self.source
+
+    def command(self, template: tuple[str, ...], program: str = "", **values: object) -> list[str]:
+        names = {"src": self.source_name(program), "main": main_class(program) if self.code == "java" else ""}
+        return [part.format(**names, **values) for part in template]
+
+
+#: Java comments, text blocks, strings and chars: blanked (offsets kept) before braces are counted.
+_JAVA_NOISE = re.compile(r'//[^\n]*|/\*.*?\*/|"""[\s\S]*?"""|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
+_JAVA_SCAN = re.compile(r"[{}]|\bclass\s+(\w+)")
+_PUBLIC = re.compile(r"\bpublic\s+(?:(?:final|abstract|strictfp)\s+)*$")
+_MAIN = re.compile(r"\bstatic\s+(?:final\s+)?void\s+main\s*\(")
+
+
+def main_class(program: str) -> str:
+    """The class a Java program runs as: its public top-level class (javac accepts a public
+    class only in a file of its name: `public class Main`, the convention of HumanEval-X,
+    CodeContests and Codeforces), else the top-level class that declares `main`, else
+    MultiPL-E's `Problem`. Nested classes never count."""
+    code = _JAVA_NOISE.sub(lambda m: " " * len(m.group()), program)
+    depth, top = 0, []  # top-level classes: (offset, name)
+    for match in _JAVA_SCAN.finditer(code):
+        if match.group() == "{":
+            depth += 1
+        elif match.group() == "}":
+            depth -= 1
+        elif depth == 0:
+            top.append((match.start(), match.group(1)))
+    for offset, name in top:
+        if _PUBLIC.search(code[code.rfind("\n", 0, offset) + 1 : offset]):
+            return name
+    main = _MAIN.search(code)
+    owners = [name for offset, name in top if main and offset < main.start()]
+    return owners[-1] if owners else "Problem"
 
 
 LANGUAGES: dict[str, Language] = {
@@ -64,10 +107,10 @@ LANGUAGES: dict[str, Language] = {
             memory_markers=("std::bad_alloc",),
         ),
         Language(
-            "java", "Problem.java", ("\n    }\n",),
+            "java", "{main}.java", ("\n    }\n",),
             compile=("javac", *(f"-J{flag}" for flag in JVM), "-encoding", "UTF8", "-cp", "{javatuples}",
                      "-d", ".", "{src}"),
-            run=("java", *JVM, "-ea", "-cp", ".:{javatuples}", "Problem"), artefacts=("*.class",),
+            run=("java", *JVM, "-ea", "-cp", ".:{javatuples}", "{main}"), artefacts=("*.class",),
             runtime_mb=1024, min_processes=64,
             memory_markers=("java.lang.OutOfMemoryError",),
         ),
@@ -93,6 +136,7 @@ LANGUAGES: dict[str, Language] = {
             "sh", "program.sh", ("\n}",),
             compile=("bash", "-n", "{src}"), run=("bash", "{src}"),
             memory_markers=("xmalloc: cannot allocate", "xrealloc: cannot allocate"),
+            check_must_be_quiet=True,
         ),
         Language(
             "cs", "program.cs", ("\n    }\n",),

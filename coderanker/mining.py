@@ -35,6 +35,7 @@ def pair_record(chosen: dict, rejected: dict, round_id: str, kind: str, margin: 
         "chosen_completion": chosen["completion"],
         "rejected_completion": rejected["completion"],
         "rejected_status": rejected["status"],
+        "chosen_reference": bool(chosen.get("reference")),
     }
     if "score" in rejected:
         record["rejected_score"] = rejected["score"]

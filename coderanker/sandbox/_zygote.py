@@ -251,6 +251,12 @@ def fresh_workdir(job):
         os.chown(WORK, job["uid"], job["uid"])
 
 
+def reported_errors(stderr_b64):
+    """A quiet step's stderr has lines other than warnings."""
+    text = base64.b64decode(stderr_b64).decode("utf-8", "replace")
+    return any(line.strip() and "warning:" not in line for line in text.splitlines())
+
+
 def run_job(job):
     fresh_workdir(job)
     steps, files = [], {}
@@ -258,6 +264,7 @@ def run_job(job):
         result = run_step(job, step)
         steps.append(result)
         ok = result["code"] == 0 and not (result["timed_out"] or result["flooded"] or "E" in result["events"])
+        ok = ok and not (step.get("quiet") and reported_errors(result["stderr"]))
         if not ok or not result["clean"]:
             break
         if step.get("keep"):

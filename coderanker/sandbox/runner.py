@@ -109,7 +109,7 @@ def template_values(language: Language, config: SandboxConfig, compiling: bool) 
 
 def command(language: Language, template: tuple[str, ...], config: SandboxConfig, compiling: bool,
             source: str = "") -> list[str]:
-    argv = language.command(template, **template_values(language, config, compiling))
+    argv = language.command(template, source, **template_values(language, config, compiling))
     if not argv[0].startswith("./"):
         argv[0] = _which(argv[0])
     if compiling and language.code == "cpp" and _includes_stdcpp(source) and _has_pch(config):
@@ -127,30 +127,32 @@ def _has_pch(config: SandboxConfig) -> bool:
     return os.path.exists(os.path.join(tools_dir(config), PCH_DIR, "bits", "stdc++.h.gch"))
 
 
-def step(language: Language, stage: str, argv: list[str] | None, config: SandboxConfig) -> dict:
+def step(language: Language, stage: str, argv: list[str] | None, config: SandboxConfig, source: str = "") -> dict:
     compiling = stage == "compile"
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": WORKDIR, "LANG": "C.UTF-8",
            **dict(language.env)}
     return {
         "stage": stage,
         "argv": argv,
-        "python": language.source if argv is None else None,
+        "python": language.source_name(source) if argv is None else None,
         "env": env,
         "timeout": config.compile_timeout_s if compiling else config.timeout_s,
         "rlimits": config.rlimits(compiling, language.runtime_mb, language.min_processes),
         "keep": list(language.artefacts) if compiling else [],
+        "quiet": compiling and language.check_must_be_quiet,
     }
 
 
 def build_job(language: Language, source: str, config: SandboxConfig, uid: int | None,
               artefacts: dict[str, str] | None) -> dict:
     """The worker's job: the source (and cached artefacts, which skip the compile step)."""
-    files = {language.source: base64.b64encode(source.encode()).decode(), **(artefacts or {})}
+    files = {language.source_name(source): base64.b64encode(source.encode()).decode(), **(artefacts or {})}
     steps = []
     if language.compile and artefacts is None:
-        steps.append(step(language, "compile", command(language, language.compile, config, True, source), config))
-    run_argv = command(language, language.run, config, False) if language.run else None
-    steps.append(step(language, "run", run_argv, config))
+        steps.append(step(language, "compile", command(language, language.compile, config, True, source), config,
+                          source))
+    run_argv = command(language, language.run, config, False, source) if language.run else None
+    steps.append(step(language, "run", run_argv, config, source))
     return {"uid": uid, "files": files, "steps": steps, "tail": config.tail_bytes,
             "output_limit": config.output_limit_kb * 1024, "keep_limit": 64 * 2**20}
 
@@ -200,6 +202,8 @@ def classify(language: Language, steps: list[dict], config: SandboxConfig) -> Ou
             return outcome(Status.TIMEOUT, "compile time limit")
         if last["flooded"]:
             return outcome(Status.COMPILE_ERROR, "compiler output limit exceeded")
+        if code == 0:
+            return outcome(Status.COMPILE_ERROR, "the syntax check reported errors (and exited 0)")
         return outcome(Status.COMPILE_ERROR)
     if last["flooded"]:
         return outcome(Status.FAILED, "output limit exceeded")

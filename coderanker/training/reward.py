@@ -44,17 +44,40 @@ class RerankerTrainConfig:
 
 def select_training_pairs(pairs: list[dict], round_id: str, config: RerankerTrainConfig) -> list[dict]:
     """All pairs, or under `max_pairs` the round's hard negatives, then its other new pairs,
-    then a seeded sample of earlier rounds' pairs."""
+    then a seeded sample of earlier rounds' pairs.
+
+    Within each group, pairs whose chosen program is a model sample come before those whose
+    chosen program is a reference (what the reranker ranks at evaluation is model samples),
+    and problems take turns, one pair each in a seeded order, so a cap covers as many
+    problems as it can instead of the first ones by name."""
     import random
 
     if not config.max_pairs or len(pairs) <= config.max_pairs:
         return pairs
+    rng = random.Random(config.seed)
     current = [p for p in pairs if p.get("round") == round_id]
     hard = [p for p in current if p.get("kind") == "hard_negative"]
     new = [p for p in current if p.get("kind") != "hard_negative"]
     earlier = [p for p in pairs if p.get("round") != round_id]
-    random.Random(config.seed).shuffle(earlier)
-    return (hard + new + earlier)[: config.max_pairs]
+    ordered = []
+    for group in (hard, new, earlier):
+        ordered += spread([p for p in group if not p.get("chosen_reference")], rng)
+        ordered += spread([p for p in group if p.get("chosen_reference")], rng)
+    return ordered[: config.max_pairs]
+
+
+def spread(pairs: list[dict], rng) -> list[dict]:
+    """Pairs reordered so that problems take turns (a seeded order of problems, and of pairs
+    within each): every problem's first pair, then every problem's second, and so on."""
+    by_problem: dict[str, list[dict]] = {}
+    for pair in pairs:
+        by_problem.setdefault(pair["name"], []).append(pair)
+    names = sorted(by_problem)
+    rng.shuffle(names)
+    for name in names:
+        rng.shuffle(by_problem[name])
+    depth = max((len(v) for v in by_problem.values()), default=0)
+    return [by_problem[name][i] for i in range(depth) for name in names if i < len(by_problem[name])]
 
 
 def train_reranker(pairs: list[dict], init_dir: str | os.PathLike, out_dir: str | os.PathLike,

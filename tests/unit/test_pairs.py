@@ -105,11 +105,25 @@ def test_a_pair_also_mined_as_hard_negative_stays_marked_hard():
 def test_training_pairs_under_a_cap_put_hard_negatives_then_new_pairs_first():
     from coderanker.training.reward import RerankerTrainConfig, select_training_pairs
 
-    pairs = ([{"round": "r0", "kind": "pair", "i": i} for i in range(5)]
-             + [{"round": "r1", "kind": "pair", "i": i} for i in range(3)]
-             + [{"round": "r1", "kind": "hard_negative", "i": i} for i in range(2)])
+    pairs = ([{"name": f"p{i}", "round": "r0", "kind": "pair", "i": i} for i in range(5)]
+             + [{"name": f"p{i}", "round": "r1", "kind": "pair", "i": i} for i in range(3)]
+             + [{"name": f"p{i}", "round": "r1", "kind": "hard_negative", "i": i} for i in range(2)])
     assert select_training_pairs(pairs, "r1", RerankerTrainConfig()) == pairs
     chosen = select_training_pairs(pairs, "r1", RerankerTrainConfig(max_pairs=6))
     assert [p["kind"] for p in chosen[:2]] == ["hard_negative"] * 2
     assert [(p["round"], p["kind"]) for p in chosen[2:5]] == [("r1", "pair")] * 3
     assert len(chosen) == 6 and chosen[5]["round"] == "r0"
+
+
+def test_training_pairs_under_a_cap_cover_problems_in_turn_model_samples_first():
+    """A cap must not keep the first problems by name (the pairs file is in name order), and
+    pairs whose chosen program is a model sample, what evaluation ranks, come first."""
+    from coderanker.training.reward import RerankerTrainConfig, select_training_pairs
+
+    pairs = [{"name": f"p{n}", "round": "r0", "kind": "pair", "chosen_reference": True, "i": i}
+             for n in range(6) for i in range(4)]
+    pairs += [{"name": "p5", "round": "r0", "kind": "pair", "chosen_reference": False, "i": 9}]
+    chosen = select_training_pairs(pairs, "r0", RerankerTrainConfig(max_pairs=7))
+    assert chosen[0]["chosen_reference"] is False
+    assert sorted(p["name"] for p in chosen[1:]) == [f"p{n}" for n in range(6)]
+    assert select_training_pairs(pairs, "r0", RerankerTrainConfig(max_pairs=7, seed=1)) != chosen

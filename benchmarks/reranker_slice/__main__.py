@@ -1,0 +1,3 @@
+from benchmarks.reranker_slice.run import main
+
+main()
