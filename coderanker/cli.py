@@ -35,21 +35,24 @@ def data_validate(args: argparse.Namespace) -> int:
 
 
 def reference_errors(path, problems, workers: int):
-    """A RecordError for every reference that does not pass its own tests (field `reference`)
-    or its visible tests (field `visible_tests`); both run in one sandbox batch."""
+    """A RecordError for every reference that does not pass its own tests (field `reference`),
+    its stdin/stdout cases (`io_tests`) or its visible tests (`visible_tests`); all run in
+    one sandbox batch."""
     from coderanker.jsonl import RecordError
     from coderanker.sandbox import SandboxConfig, execute_programs
+    from coderanker.sandbox.pool import judged_programs
 
-    checked = [(line, "reference", p, p.program(p.reference)) for line, p in problems if p.reference is not None]
-    checked += [(line, "visible_tests", p, p.visible_program(p.reference)) for line, p in problems
+    checked = [(line, "io_tests" if len(program) == 3 else "reference", program)
+               for line, p in problems if p.reference is not None for program in judged_programs(p, p.reference)]
+    checked += [(line, "visible_tests", (p.language, p.visible_program(p.reference))) for line, p in problems
                 if p.reference is not None and p.visible_tests is not None]
-    outcomes = execute_programs([(p.language, program) for _, _, p, program in checked],
-                                SandboxConfig(workers=workers))
-    what = {"reference": "does not pass its own tests", "visible_tests": "the reference does not pass them"}
+    outcomes = execute_programs([program for _, _, program in checked], SandboxConfig(workers=workers))
+    what = {"reference": "does not pass its own tests", "visible_tests": "the reference does not pass them",
+            "io_tests": "the reference does not pass them"}
     return [
         RecordError(path, line, field, f"{what[field]} ({o.status.value}: "
-                    f"{(o.detail or o.stderr_tail.strip().splitlines()[-1:] or [''])[0][:200]})")
-        for (line, field, _, _), o in zip(checked, outcomes, strict=True)
+                    f"{(o.detail or (o.stderr_tail.strip().splitlines() or [''])[-1])[:200]})")
+        for (line, field, _), o in zip(checked, outcomes, strict=True)
         if o.status.value != "passed"
     ]
 

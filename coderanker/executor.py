@@ -11,6 +11,7 @@ from dataclasses import replace
 from coderanker.jsonl import RecordError, iter_lines, write_jsonl
 from coderanker.problems import Problem, by_name, load_problems
 from coderanker.sandbox import SandboxConfig, execute_programs
+from coderanker.sandbox.pool import first_failure, judged_programs
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +48,24 @@ def execute_candidates(problems: dict[str, Problem], candidates: list[dict], con
                        progress: Callable[[], None] | None = None) -> list[dict]:
     """Results in input order: each candidate plus its hidden tests' outcome (`status`, ...).
 
-    Where its problem has visible tests, the same batch of sandbox programs also runs
-    prompt + completion + visible tests, and the result gains `visible_status`; the hidden
-    tests alone decide `status`."""
-    hidden, visible, shown = [], [], []
+    Hidden tests are `tests` and/or `io_tests` (stdin/stdout cases; with both, the first that
+    does not pass decides). Where its problem has visible tests, the same batch of sandbox
+    programs also runs prompt + completion + visible tests, and the result gains
+    `visible_status`; the hidden tests alone decide `status`."""
+    hidden, spans, visible, shown = [], [], [], []
     for i, candidate in enumerate(candidates):
         problem = problems[candidate["name"]]
-        hidden.append((problem.language, problem.program(candidate["completion"])))
+        judged = judged_programs(problem, candidate["completion"])
+        spans.append((len(hidden), len(hidden) + len(judged)))
+        hidden += judged
         if problem.visible_tests is not None:
             shown.append(i)
             visible.append((problem.language, problem.visible_program(candidate["completion"])))
     outcomes = execute_programs(hidden + visible, config, progress)
-    results = [{**c, "language": c.get("language", problems[c["name"]].language), **outcome.to_record()}
-               for c, outcome in zip(candidates, outcomes[: len(candidates)], strict=True)]
-    for i, outcome in zip(shown, outcomes[len(candidates):], strict=True):
+    results = [{**c, "language": c.get("language", problems[c["name"]].language),
+                **first_failure(outcomes[start:end]).to_record()}
+               for c, (start, end) in zip(candidates, spans, strict=True)]
+    for i, outcome in zip(shown, outcomes[len(hidden):], strict=True):
         results[i]["visible_status"] = outcome.status.value
     return results
 
@@ -75,7 +80,8 @@ def run(problems: dict[str, Problem], candidates: list[dict], config: SandboxCon
         raise ValueError(f"unknown execution backend {config.backend!r} (local or ray)")
     from tqdm.auto import tqdm
 
-    programs = len(candidates) + sum(problems[c["name"]].visible_tests is not None for c in candidates)
+    programs = sum(len(judged_programs(problems[c["name"]], "")) + (problems[c["name"]].visible_tests is not None)
+                   for c in candidates)
     with tqdm(total=programs, desc="execute", unit="prog", mininterval=5) as bar:
         return execute_candidates(problems, candidates, config, progress=bar.update)
 

@@ -42,6 +42,10 @@ class SamplingConfig:
     """Training sets only: add each problem's reference solution as one more candidate
     (sample -2), a verified positive for reranker pairs, as with the paper's
     ground-truth CodeContests solutions."""
+    dataset_candidates: bool = True
+    """Training sets: the first round's candidates include the programs the training sources
+    ship (CodeContests' solutions and incorrect solutions), labelled by the sandbox like
+    any candidate: pairs for the reranker without sampling."""
     plant_eval_references: bool = False
     """Evaluation sets: each problem's reference joins its pool as one more *sample* (a
     planted positive, flagged `planted`). For the tiny profile only: a random model solves

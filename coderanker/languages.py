@@ -118,6 +118,7 @@ LANGUAGES: dict[str, Language] = {
             "js", "program.js", ("\nfunction ", "\n/*", "\n//", "\nconsole.log"),
             compile=("node", "--check", "{src}"), run=("node", "--max-old-space-size={heap_mb}", "{src}"),
             runtime_mb=1024, min_processes=32,
+            failure_markers=("Assertion failed",),  # console.assert prints and goes on (HumanEval-X's tests)
             memory_markers=("JavaScript heap out of memory", "Fatal process out of memory"),
         ),
         Language(
@@ -125,6 +126,7 @@ LANGUAGES: dict[str, Language] = {
             compile=("node", "{tsc}", "--target", "esnext", "{src}"),
             run=("node", "--max-old-space-size={heap_mb}", "program.js"), artefacts=("program.js",),
             runtime_mb=1024, min_processes=32,
+            failure_markers=("Assertion failed",),  # console.assert prints and goes on (HumanEval-X's tests)
             memory_markers=("JavaScript heap out of memory", "Fatal process out of memory"),
         ),
         Language(

@@ -35,7 +35,8 @@ def pair_record(chosen: dict, rejected: dict, round_id: str, kind: str, margin: 
         "chosen_completion": chosen["completion"],
         "rejected_completion": rejected["completion"],
         "rejected_status": rejected["status"],
-        "chosen_reference": bool(chosen.get("reference")),
+        # the chosen program was not sampled from the model: a reference or a program the dataset ships
+        "chosen_reference": bool(chosen.get("reference") or chosen.get("dataset")),
     }
     if "score" in rejected:
         record["rejected_score"] = rejected["score"]

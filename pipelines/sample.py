@@ -1,6 +1,8 @@
 """DVC stage sample@<round>: the round's generator samples candidates for every problem file.
 
-PROBLEMS/<set>.jsonl -> OUT/<set>.jsonl; evaluation sets also get one greedy candidate."""
+PROBLEMS/<set>.jsonl -> OUT/<set>.jsonl; evaluation sets also get one greedy candidate. The
+first round's training candidates also include the programs the training sources ship
+(PROBLEMS/candidates/train.jsonl: CodeContests' solutions and incorrect solutions)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from coderanker.config import load_params, section
     from coderanker.generation import SamplingConfig, generate, planted_reference, resolve_style
-    from coderanker.jsonl import write_jsonl
+    from coderanker.jsonl import read_jsonl, write_jsonl
     from coderanker.problems import load_problems
     from coderanker.runtime import Placement
     from coderanker.tracking import stage_run
@@ -46,6 +48,10 @@ def main(argv: list[str] | None = None) -> None:
                 style = resolve_style(config.prompt_style, tokenizer)
                 candidates += [planted_reference(p, style, set_config.samples_per_problem, str(args.model), args.round)
                                for p in problems if p.reference is not None]
+            shipped = args.problems / "candidates" / "train.jsonl"
+            first_round = args.round == next(iter(params.get("rounds") or {args.round: None}))
+            if path.stem == "train" and config.dataset_candidates and first_round and shipped.exists():
+                candidates += [{**c, "round": args.round} for c in read_jsonl(shipped)]
             count = write_jsonl(args.out / path.name, candidates)
             run.log_metrics({f"candidates.{path.stem}": count})
             print(f"{path.stem}: {count} candidates")

@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     first = next(iter(rows))
     for variant, row in rows.items():
         low, high = row["pairwise_acc_ci95"]
-        print(f"{variant:>10}: pairwise acc {row['pairwise_acc']:.3f} (problem mean {row['pairwise_acc_problem_mean']:.3f} "
+        print(f"{variant:>10}: pairwise acc {row['pairwise_acc']:.3f} "
+              f"(problem mean {row['pairwise_acc_problem_mean']:.3f} "
               f"[{low:.3f}, {high:.3f}]) top-1 {row['top1_hit_rate']:.3f} vs chance {row['top1_chance']:.3f} "
               f"on {row['problems_with_choice']} problems; {row['pairs_per_s']:.2f} pairs/s "
               f"({row['pairs_per_s'] / rows[first]['pairs_per_s']:.2f}x {first})")

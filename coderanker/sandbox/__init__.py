@@ -7,7 +7,7 @@ through unchanged into its result, which adds `status`, `exit_code`, `duration_s
 `stdout_tail`, `stderr_tail` and `detail`.
 """
 
-from coderanker.sandbox.config import LABEL_STATUSES, SandboxConfig, Status
+from coderanker.sandbox.config import LABEL_STATUSES, IOCases, SandboxConfig, Status
 from coderanker.sandbox.pool import execute, execute_programs
 
-__all__ = ["LABEL_STATUSES", "SandboxConfig", "Status", "execute", "execute_programs"]
+__all__ = ["LABEL_STATUSES", "IOCases", "SandboxConfig", "Status", "execute", "execute_programs"]

@@ -19,6 +19,16 @@ class Status(enum.StrEnum):
     SANDBOX_ERROR = "sandbox_error"
 
 
+@dataclass(frozen=True)
+class IOCases:
+    """A stdin/stdout problem's cases: the program is compiled once and run once per case,
+    each under its own limits, with the case's input on stdin; its stdout must match the
+    expected output token by token (numbers within `tolerance` when it is set)."""
+
+    cases: tuple[tuple[str, str], ...]
+    tolerance: float = 0.0
+
+
 #: Statuses that say something about the program (usable as training labels).
 LABEL_STATUSES = frozenset(Status) - {Status.SANDBOX_ERROR}
 
@@ -67,6 +77,9 @@ class SandboxConfig:
     """Files and directories that tmpfs may hold."""
     cache_dir: str = ""
     """Compiled artefacts by content hash; empty: $XDG_CACHE_HOME/coderanker/compiled."""
+    warm_compilers: bool = True
+    """Compile Java and TypeScript in a long-lived compiler inside the sandbox (see
+    coderanker/sandbox/warm.py); false: a fresh javac/tsc per program."""
     tools_dir: str = ""
     """Project-local toolchains (TypeScript's tsc); empty: <repository>/.tools."""
 

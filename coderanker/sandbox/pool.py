@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from coderanker.problems import Problem
 from coderanker.sandbox.cache import CompileCache
-from coderanker.sandbox.config import SandboxConfig
+from coderanker.sandbox.config import IOCases, SandboxConfig
 from coderanker.sandbox.runner import Outcome, ToolchainMissing, run_program, sandbox_error, worker_spec
 from coderanker.sandbox.worker import Worker, WorkerSpec
 
@@ -53,16 +53,20 @@ atexit.register(shutdown)
 os.register_at_fork(after_in_child=_forget_workers)
 
 
+Program = tuple[str, str] | tuple[str, str, IOCases | None]
+
+
 def execute_programs(
-    programs: Iterable[tuple[str, str]], config: SandboxConfig, progress: Callable[[], None] | None = None
+    programs: Iterable[Program], config: SandboxConfig, progress: Callable[[], None] | None = None
 ) -> list[Outcome]:
-    """Run (language, source) programs in parallel; identical programs run once."""
-    programs = list(programs)
-    unique: dict[str, tuple[str, str]] = {}
+    """Run (language, source) programs, or (language, source, IOCases) stdin/stdout
+    programs, in parallel; identical programs run once."""
+    unique: dict[str, tuple[str, str, IOCases | None]] = {}
     keys = []
-    for language, source in programs:
-        key = hashlib.sha256(f"{language}\0{source}".encode()).hexdigest()
-        unique.setdefault(key, (language, source))
+    for language, source, *rest in programs:
+        io = rest[0] if rest else None
+        key = hashlib.sha256(f"{language}\0{source}\0{io!r}".encode()).hexdigest()
+        unique.setdefault(key, (language, source, io))
         keys.append(key)
     workers = config.effective_workers()
     slots: queue.Queue[int] = queue.Queue()
@@ -70,7 +74,7 @@ def execute_programs(
         slots.put(slot)
     compiled = CompileCache(config.cache_dir)
 
-    def run(item: tuple[str, str]) -> Outcome:
+    def run(item: tuple[str, str, IOCases | None]) -> Outcome:
         slot = slots.get()
         try:
             spec = worker_spec(config, slot)
@@ -79,7 +83,7 @@ def execute_programs(
             return sandbox_error(str(err))
         worker = _idle_worker(spec)
         try:
-            return run_program(item[0], item[1], config, worker, compiled)
+            return run_program(item[0], item[1], config, worker, compiled, io=item[2])
         finally:
             _workers[spec].put(worker)
             slots.put(slot)
@@ -93,18 +97,39 @@ def execute_programs(
     return [done[key] for key in keys]
 
 
+def judged_programs(problem: Problem, completion: str) -> list[Program]:
+    """What decides a candidate's status: its tests program (prompt + completion + tests)
+    when the problem has tests, and its stdin/stdout program when it has io_tests."""
+    programs: list[Program] = []
+    if problem.tests.strip() or problem.io_tests is None:
+        programs.append((problem.language, problem.program(completion)))
+    if problem.io_tests is not None:
+        programs.append((problem.language, problem.io_program(completion),
+                         IOCases(problem.io_tests, problem.io_tolerance or 0.0)))
+    return programs
+
+
+def first_failure(outcomes: list[Outcome]) -> Outcome:
+    """One status from a candidate's judged programs: the first that did not pass, else the last."""
+    return next((o for o in outcomes if o.status.value != "passed"), outcomes[-1])
+
+
 def execute(
     problems: Mapping[str, Problem],
     candidates: Iterable[dict],
     config: SandboxConfig,
     progress: Callable[[], None] | None = None,
 ) -> Iterator[dict]:
-    """Execute candidates (dicts with `name` and `completion`); yields results in input order."""
+    """Execute candidates (dicts with `name` and `completion`) against their hidden tests
+    (tests and/or io_tests); yields results in input order."""
     candidates = list(candidates)
-    programs = []
+    programs, spans = [], []
     for candidate in candidates:
-        problem = problems[candidate["name"]]
-        programs.append((problem.language, problem.program(candidate["completion"])))
-    for candidate, outcome in zip(candidates, execute_programs(programs, config, progress), strict=True):
+        judged = judged_programs(problems[candidate["name"]], candidate["completion"])
+        spans.append((len(programs), len(programs) + len(judged)))
+        programs += judged
+    outcomes = execute_programs(programs, config, progress)
+    for candidate, (start, end) in zip(candidates, spans, strict=True):
         language = problems[candidate["name"]].language
+        outcome = first_failure(outcomes[start:end])
         yield {**candidate, "language": candidate.get("language", language), **outcome.to_record()}

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
 from coderanker.languages import LANGUAGES, Language
 from coderanker.sandbox.cache import CompileCache
-from coderanker.sandbox.config import SandboxConfig, Status
+from coderanker.sandbox.config import IOCases, SandboxConfig, Status
+from coderanker.sandbox.warm import COMPILER_UID_OFFSET, server_spec
 from coderanker.sandbox.worker import REPO, TOOLS_MOUNT, Worker, WorkerError, WorkerSpec
 
+log = logging.getLogger(__name__)
 WORKDIR = "/tmp/w"  # the program's directory inside the sandbox (_zygote.WORK)
 JAVATUPLES = ("/usr/share/java/javatuples.jar",)
 TSC = "node_modules/typescript/lib/tsc.js"
@@ -32,6 +35,8 @@ class Outcome:
     stdout_tail: str
     stderr_tail: str
     detail: str = ""
+    warm: bool = False
+    """Compiled by a warm compiler (coderanker.sandbox.warm); not part of the record."""
 
     def to_record(self) -> dict:
         return {
@@ -127,9 +132,10 @@ def _has_pch(config: SandboxConfig) -> bool:
     return os.path.exists(os.path.join(tools_dir(config), PCH_DIR, "bits", "stdc++.h.gch"))
 
 
-def step(language: Language, stage: str, argv: list[str] | None, config: SandboxConfig, source: str = "") -> dict:
+def step(language: Language, stage: str, argv: list[str] | None, config: SandboxConfig, source: str = "",
+         case: tuple[str, str] | None = None, tolerance: float = 0.0) -> dict:
     compiling = stage == "compile"
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": WORKDIR, "LANG": "C.UTF-8",
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORKDIR, "TMPDIR": "/tmp", "LANG": "C.UTF-8",
            **dict(language.env)}
     return {
         "stage": stage,
@@ -140,26 +146,50 @@ def step(language: Language, stage: str, argv: list[str] | None, config: Sandbox
         "rlimits": config.rlimits(compiling, language.runtime_mb, language.min_processes),
         "keep": list(language.artefacts) if compiling else [],
         "quiet": compiling and language.check_must_be_quiet,
+        "markers": [] if compiling else [*language.failure_markers, *language.memory_markers],
+        **({"stdin": base64.b64encode(case[0].encode()).decode(), "expect": case[1], "tolerance": tolerance}
+           if case is not None else {}),
     }
 
 
 def build_job(language: Language, source: str, config: SandboxConfig, uid: int | None,
-              artefacts: dict[str, str] | None) -> dict:
-    """The worker's job: the source (and cached artefacts, which skip the compile step)."""
+              artefacts: dict[str, str] | None, io: IOCases | None = None) -> dict:
+    """The worker's job: the source (and cached artefacts, which skip the compile step);
+    for a stdin/stdout program one run step per case, which stops at the first that fails."""
     files = {language.source_name(source): base64.b64encode(source.encode()).decode(), **(artefacts or {})}
     steps = []
     if language.compile and artefacts is None:
         steps.append(step(language, "compile", command(language, language.compile, config, True, source), config,
                           source))
+        if config.warm_compilers and uid is not None:  # never under the programs' own uid
+            spec = server_spec(language, steps[-1]["argv"], language.source_name(source), steps[-1]["rlimits"],
+                               steps[-1]["env"], config.compile_memory_mb, _which,
+                               f"{TOOLS_MOUNT}/{os.path.dirname(os.path.dirname(TSC))}")
+            if spec:
+                steps[-1]["server"] = spec
     run_argv = command(language, language.run, config, False, source) if language.run else None
-    steps.append(step(language, "run", run_argv, config, source))
-    return {"uid": uid, "files": files, "steps": steps, "tail": config.tail_bytes,
+    if io is not None and run_argv is None:
+        # A whole stdin/stdout Python program runs as on any machine: its own interpreter,
+        # site included (exit(), quit(), threads and atexit behave), never the worker's memory;
+        # it is checked first, as compile() checks a program with tests.
+        python, name = sandbox_python(config.python), language.source_name(source)
+        check = [python, "-I", "-S", "-c", "import sys; compile(open(sys.argv[1], 'rb').read(), sys.argv[1], 'exec')",
+                 name]
+        steps.append(step(language, "compile", check, config, source))
+        run_argv = [python, "-I", name]
+    if io is None:
+        steps.append(step(language, "run", run_argv, config, source))
+    else:
+        steps += [step(language, "run", run_argv, config, source, case, io.tolerance) for case in io.cases]
+    return {"uid": uid, "compiler_uid": None if uid is None else uid + COMPILER_UID_OFFSET,
+            "files": files, "steps": steps, "tail": config.tail_bytes,
             "output_limit": config.output_limit_kb * 1024, "keep_limit": 64 * 2**20}
 
 
 def run_program(language_code: str, source: str, config: SandboxConfig, worker: Worker,
-                compiled: CompileCache | None = None) -> Outcome:
-    """Run one whole program (check or compile, then run) on a warm worker."""
+                compiled: CompileCache | None = None, io: IOCases | None = None) -> Outcome:
+    """Run one whole program (check or compile, then run, or run once per I/O case) on a
+    warm worker."""
     language = LANGUAGES.get(language_code)
     if language is None:
         return sandbox_error(f"no runner for language {language_code!r}")
@@ -167,14 +197,19 @@ def run_program(language_code: str, source: str, config: SandboxConfig, worker: 
         toolchain = (os.path.join(tools_dir(config), TSC),) if language.code == "ts" else ()
         key = compiled.key(language, source, toolchain) if compiled is not None and language.artefacts else None
         artefacts = compiled.get(key) if key else None
-        job = build_job(language, source, config, worker.spec.uid, artefacts)
-        limit = sum(s["timeout"] for s in job["steps"]) + 30
+        job = build_job(language, source, config, worker.spec.uid, artefacts, io)
+        # a warm compile that runs out of time is compiled cold again; a compiler may first set itself up
+        limit = sum(s["timeout"] * (2 if s.get("server") else 1) + (s.get("server") or {}).get("setup_timeout", 0)
+                    for s in job["steps"]) + 30
         answer = worker.run(job, limit)
     except (WorkerError, OSError) as err:  # the machine failed us, not the program
         return sandbox_error(f"{type(err).__name__}: {err}")
     if "error" in answer:
         return sandbox_error(f"sandbox worker: {answer['error']}")
-    outcome = classify(language, answer["steps"], config)
+    if answer.get("warm_fallbacks"):
+        log.debug("warm compiler fell back to a cold compile: %s", answer["warm_fallbacks"])
+    outcome = classify(language, answer["steps"], config, len(io.cases) if io else None)
+    outcome.warm = any(s.get("warm") for s in answer["steps"])
     if key and answer["files"] and outcome.status is not Status.COMPILE_ERROR:
         compiled.put(key, answer["files"])
     return outcome
@@ -184,7 +219,25 @@ def _text(data: str) -> str:
     return base64.b64decode(data).decode("utf-8", errors="replace")
 
 
-def classify(language: Language, steps: list[dict], config: SandboxConfig) -> Outcome:
+def classify(language: Language, steps: list[dict], config: SandboxConfig, cases: int | None = None) -> Outcome:
+    """The status of a program from its steps; with `cases`, a stdin/stdout program whose run
+    steps are its cases: every one must run cleanly and match, and `detail` names the first
+    case that did not."""
+    outcome = _classify(language, steps, config, whole_program=cases is not None)
+    if cases is None or steps[-1]["stage"] != "run":
+        return outcome
+    case = sum(s["stage"] == "run" for s in steps)
+    where = f"case {case} of {cases}"
+    if outcome.status is Status.PASSED and steps[-1].get("mismatch"):
+        return replace(outcome, status=Status.FAILED, detail=f"{where}: wrong answer: {steps[-1]['mismatch']}")
+    if outcome.status is Status.PASSED and case < cases:  # the worker stopped early: never a label
+        return replace(outcome, status=Status.SANDBOX_ERROR, detail=f"{where}: the cases after it did not run")
+    if outcome.status is not Status.PASSED:
+        return replace(outcome, detail=f"{where}: {outcome.detail}" if outcome.detail else where)
+    return outcome
+
+
+def _classify(language: Language, steps: list[dict], config: SandboxConfig, whole_program: bool = False) -> Outcome:
     last = steps[-1]
     code, events = last["code"], last["events"]
     stdout, stderr = _text(last["stdout"]), _text(last["stderr"])
@@ -217,7 +270,7 @@ def classify(language: Language, steps: list[dict], config: SandboxConfig) -> Ou
         return outcome(Status.TIMEOUT, "cpu-time limit")
     if any(marker in stderr for marker in language.failure_markers):
         return outcome(Status.FAILED, "assertion failed")
-    if code == 0 and language.run == () and "D" not in events:
+    if code == 0 and language.run == () and not whole_program and "D" not in events:
         return outcome(Status.FAILED, "exited before the tests finished")
     if code == 0:
         return outcome(Status.PASSED)

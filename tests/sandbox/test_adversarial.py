@@ -254,7 +254,7 @@ class TestCompileThatNeverEnds:
 
 
 class TestWriteOutsideTheTemporaryDirectory:
-    TARGETS = ["/", "/etc", "/usr", "/tmp", "/var/tmp", "/dev", "/dev/shm", "/root", "/home", "/proc", str(REPO)]
+    TARGETS = ["/", "/etc", "/usr", "/var/tmp", "/dev", "/dev/shm", "/root", "/home", "/proc", str(REPO)]
 
     def test_only_its_own_directory_is_writable(self):
         source = (
@@ -275,9 +275,28 @@ class TestWriteOutsideTheTemporaryDirectory:
         assert not any(os.path.exists(os.path.join(folder, "coderanker-escape")) for folder in self.TARGETS)
 
     def test_nothing_written_survives_into_the_next_program(self):
-        run("open('left-over', 'w').write('x')\n")
+        run("open('left-over', 'w').write('x')\nopen('/tmp/left-over-tmp', 'w').write('x')\n")
         outcome = run("import os\nprint(sorted(os.listdir('.')), sorted(os.listdir('/tmp')))\n")
         assert "left-over" not in outcome.stdout_tail
+
+    def test_tmp_is_a_private_writable_scratch_space_within_the_budget(self):
+        """As on any machine, a program may write scratch files to /tmp ($TMPDIR); they count
+        against the sandbox's tmpfs budget and are gone before the next program."""
+        source = (
+            "import os, tempfile\n"
+            "with open('/tmp/scratch.txt', 'w') as f:\n"
+            "    f.write('kept')\n"
+            "with tempfile.NamedTemporaryFile('w', delete=False) as f:\n"
+            "    f.write('x')\n"
+            "assert open('/tmp/scratch.txt').read() == 'kept' and f.name.startswith('/tmp/')\n"
+            "assert os.environ['TMPDIR'] == '/tmp'\n"
+        )
+        outcome = run(source)
+        assert outcome.status is Status.PASSED, outcome.stderr_tail
+        flood = run("with open('/tmp/big', 'wb') as f:\n    for _ in range(512):\n        f.write(b'x' * 2**20)\n",
+                    replace(CONFIG, file_size_mb=1024))
+        assert flood.status is Status.FAILED and "No space left" in flood.stderr_tail
+        assert "scratch" not in run("import os\nprint(os.listdir('/tmp'))\n").stdout_tail
 
 
 class TestKillTheParent:

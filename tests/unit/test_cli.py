@@ -150,3 +150,20 @@ def test_committed_params_are_the_cpu_profile():
 def test_profile_use_unknown_name(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     assert main(["profile", "use", "nope", "--params", str(tmp_path / "p.yaml")]) == 2
+
+
+def test_validate_checks_io_problems_cases_and_references(tmp_path, capsys):
+    good = {"name": "sum", "language": "py", "prompt": "", "tests": "", "stop_tokens": ["\n```"],
+            "reference": "a, b = map(int, input().split())\nprint(a + b)\n",
+            "io_tests": [{"input": "1 2\n", "output": "3\n"}, {"input": "2 2\n", "output": "4\n"}]}
+    wrong_case = {**good, "name": "wrong_case", "io_tests": [{"input": "1 2\n", "output": "3\n"},
+                                                             {"input": "2 2\n", "output": "5\n"}]}
+    missing = {**good, "name": "missing", "io_tests": [{"input": "1 2\n"}]}
+    write_jsonl(tmp_path / "io.jsonl", [good, wrong_case, missing])
+    capsys.readouterr()
+    assert main(["data", "validate", str(tmp_path / "io.jsonl"), "--check-references"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{tmp_path / 'io.jsonl'}:2: io_tests: the reference does not pass them (failed: case 2 of 2: wrong answer: "
+        "token 1: expected '5', got '4')",
+        f"{tmp_path / 'io.jsonl'}:3: io_tests[0].output: missing required field",
+    ]

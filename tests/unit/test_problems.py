@@ -92,6 +92,44 @@ def test_bad_visible_tests_are_named_with_line_and_field(tmp_path):
     assert record_errors({**GOOD, "visible_tests": "assert add(1, 1) == 2\n"}) == []
 
 
+IO = {"name": "sum", "language": "cpp", "prompt": "", "tests": "", "stop_tokens": ["\n}"],
+      "io_tests": [{"input": "1 2\n", "output": "3\n"}, {"input": "4 5\n", "output": "9\n"}], "io_tolerance": 1e-6}
+
+
+def test_io_problems_round_trip_and_run_as_whole_programs(tmp_path):
+    path = tmp_path / "p.jsonl"
+    write_jsonl(path, [IO])
+    (problem,) = load_problems(path)
+    assert problem.io_tests == (("1 2\n", "3\n"), ("4 5\n", "9\n")) and problem.io_tolerance == 1e-6
+    assert problem.to_record() == {**IO, "source": "local", "split": "eval"}
+    assert problem.io_program("int main() {}\n") == "int main() {}\n"
+
+
+def test_bad_io_tests_are_named_with_line_field_and_case(tmp_path):
+    path = tmp_path / "p.jsonl"
+    write_lines(path, [
+        json.dumps(IO).encode(),
+        json.dumps({**IO, "name": "not_a_list", "io_tests": {"input": "1"}}).encode(),
+        json.dumps({**IO, "name": "empty", "io_tests": []}).encode(),
+        json.dumps({**IO, "name": "cases", "io_tests": [{"input": "1"}, {"input": 2, "output": "3"}, "4"]}).encode(),
+        json.dumps({**IO, "name": "tolerance", "io_tolerance": -1}).encode(),
+        json.dumps({**IO, "name": "tolerance_type", "io_tolerance": "1e-6"}).encode(),
+        json.dumps({**GOOD, "name": "nothing_to_judge", "tests": " "}).encode(),
+    ])  # fmt: skip
+    problems, errors = scan_problems(path)
+    assert [p.name for _, p in problems] == ["sum"]
+    assert [str(e) for e in errors] == [
+        f"{path}:2: io_tests: expected list, got dict",
+        f"{path}:3: io_tests: must not be empty; leave the field out for a problem without I/O cases",
+        f"{path}:4: io_tests[0].output: missing required field",
+        f"{path}:4: io_tests[1].input: expected str, got int",
+        f"{path}:4: io_tests[2]: expected an object with input and output, got str",
+        f"{path}:5: io_tolerance: must be at least 0 and below 1, got -1",
+        f"{path}:6: io_tolerance: expected number, got str",
+        f"{path}:7: tests: empty, and no io_tests: the problem has nothing to judge a program by",
+    ]
+
+
 SCALE_PROMPT = '''def scale(xs: list, k: float) -> list:
     """Multiply every element of xs by k.
     >>> scale([1.0, 2.0], 2)  # doubles
@@ -196,7 +234,7 @@ def test_multipl_e_rows_load_unchanged_from_a_local_file(tmp_path):
     assert problem.visible_tests is None
 
 
-def test_mbpp_and_codecontests_from_local_files_in_hub_format(tmp_path):
+def test_mbpp_from_a_local_file_in_hub_format(tmp_path):
     mbpp_file = tmp_path / "mbpp.jsonl"
     write_jsonl(mbpp_file, [{
         "task_id": 2, "text": "Write a function to add two numbers.", "code": "def add(a, b):\r\n    return a + b",
@@ -205,28 +243,54 @@ def test_mbpp_and_codecontests_from_local_files_in_hub_format(tmp_path):
     }])  # fmt: skip
     (problem,) = load_source(f"mbpp:test={mbpp_file}")
     assert problem.name == "MBPP_2" and problem.entry_point == "add" and problem.split == "eval"
-    cc_file = tmp_path / "cc.jsonl"
-    write_jsonl(cc_file, [{
-        "name": "1_A. Sum", "description": "Print a + b.",
-        "public_tests": {"input": ["1 2\n"], "output": ["3\n"]},
-        "private_tests": {"input": ["5 5\n"], "output": ["10\n"]},
-        "generated_tests": {"input": [], "output": []},
-    }])  # fmt: skip
-    (contest,) = load_source(f"codecontests:train={cc_file}")
-    assert contest.name == "CodeContests_1_A_Sum" and contest.entry_point == "main"
     assert problem.visible_tests == "\nassert add(1, 2) == 3\n"  # the test the MBPP prompt shows
-    assert "('1 2\\n', '3\\n')" in contest.visible_tests and "5 5" not in contest.visible_tests  # public only
     from coderanker.sandbox import SandboxConfig, execute_programs
 
-    right = "    a, b = map(int, sys.stdin.read().split())\n    print(a + b)\n"
-    wrong = "    print(0)\n"
-    only_public = "    print(3)\n"  # right on the statement's example, wrong on the private case
-    programs = [("py", problem.program(problem.reference)), ("py", contest.program(right)),
-                ("py", contest.program(wrong)), ("py", problem.visible_program(problem.reference)),
-                ("py", contest.visible_program(right)), ("py", contest.visible_program(wrong)),
-                ("py", contest.visible_program(only_public)), ("py", contest.program(only_public))]
-    assert [o.status.value for o in execute_programs(programs, SandboxConfig())] == [
-        "passed", "passed", "failed", "passed", "passed", "failed", "passed", "failed"]
+    programs = [("py", problem.program(problem.reference)), ("py", problem.visible_program(problem.reference)),
+                ("py", problem.program("def add(a, b):\n    return a - b\n"))]
+    assert [o.status.value for o in execute_programs(programs, SandboxConfig())] == ["passed", "passed", "failed"]
+
+
+PY_SUM = "a, b = map(int, input().split())\nprint(a + b)\n"
+CPP_SUM = "#include <iostream>\nint main() { long long a, b; std::cin >> a >> b; std::cout << a + b; }\n"
+CC_ROW = {
+    "name": "1_A. Sum", "description": "Print a + b.\n\nInput: two integers.",
+    "public_tests": {"input": ["1 2\n"], "output": ["3\n"]},
+    "private_tests": {"input": ["5 5\n"], "output": ["10\n"]},
+    "generated_tests": {"input": [], "output": []},
+    "solutions": {"language": [3, 2, 1, 3], "solution": [PY_SUM, CPP_SUM, "print input()", "import sys\r\n"
+                                                         "print(sum(map(int, sys.stdin.read().split())))\r\n"]},
+    "incorrect_solutions": {"language": [3, 4], "solution": ["print(3)\n", "class Main {}\n"]},
+}  # fmt: skip
+
+
+def test_codecontests_rows_become_native_io_problems_and_candidates(tmp_path):
+    from coderanker.executor import execute_candidates
+    from coderanker.problems import by_name
+    from coderanker.sandbox import SandboxConfig
+    from coderanker.sources import source_candidates
+
+    cc_file = tmp_path / "cc.jsonl"
+    write_jsonl(cc_file, [CC_ROW, {**CC_ROW, "name": "no cases", "public_tests": {}, "private_tests": {}}])
+    py, cpp = load_source(f"codecontests:train:py,cpp={cc_file}")
+    assert (py.name, py.language, cpp.name, cpp.language) == (
+        "CodeContests_1_A_Sum_py", "py", "CodeContests_1_A_Sum_cpp", "cpp")
+    assert py.io_tests == (("1 2\n", "3\n"), ("5 5\n", "10\n")) and py.tests == "" and py.split == "train"
+    assert py.prompt.startswith("# 1_A. Sum\n# Print a + b.\n#\n# Input: two integers.\n")
+    assert cpp.prompt.startswith("// 1_A. Sum\n// Print a + b.") and cpp.reference == CPP_SUM
+    assert py.reference == PY_SUM and load_source(f"codecontests:train={cc_file}")[0].name == py.name  # py by default
+    shipped = source_candidates(f"codecontests:train:py,cpp={cc_file}")
+    # correct ones after the reference, incorrect ones; Python 2 and languages not asked for are left out
+    assert [(c["name"], c["generator"]) for c in shipped] == [
+        ("CodeContests_1_A_Sum_py", "codecontests:solutions"),
+        ("CodeContests_1_A_Sum_py", "codecontests:incorrect_solutions")]
+    assert source_candidates(f"mbpp:test={cc_file}") == []
+    candidates = shipped + [{"name": p.name, "completion": p.reference} for p in (py, cpp)]
+    results = execute_candidates(by_name([py, cpp]), candidates, SandboxConfig())
+    assert [r["status"] for r in results] == ["passed", "failed", "passed", "passed"], results
+    assert results[1]["detail"].startswith("case 2 of 2: wrong answer")  # right on the public case only
+    with pytest.raises(ValueError, match="py, cpp, java"):
+        load_source(f"codecontests:train:rust={cc_file}")
 
 
 def test_unknown_source_names_the_choices():
@@ -236,3 +300,25 @@ def test_unknown_source_names_the_choices():
 
 def test_languages_are_multipl_e_codes():
     assert set(LANGUAGES) == {"py", "cpp", "java", "js", "ts", "php", "sh", "cs"}
+
+
+def test_prepare_data_writes_the_programs_training_sources_ship(tmp_path):
+    """CodeContests' solutions of the training problems kept (train_limit) land in
+    problems/candidates/train.jsonl, which the first round's sample stage adds."""
+    import yaml
+
+    from coderanker.jsonl import read_jsonl
+    from pipelines.prepare_data import main
+
+    cc_file = tmp_path / "cc.jsonl"
+    write_jsonl(cc_file, [CC_ROW, {**CC_ROW, "name": "2_B. Other"}])
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {
+        "train": [f"codecontests:train:py={cc_file}"], "train_limit": 1,
+        "eval": {"starter": {"source": "starter:eval", "limit": 2}}}}))
+    main(["--params", str(params), "--out", str(tmp_path / "problems"), "--seed-pairs", str(tmp_path / "seed")])
+    (problem,) = read_jsonl(tmp_path / "problems" / "train.jsonl")
+    shipped = read_jsonl(tmp_path / "problems" / "candidates" / "train.jsonl")
+    assert problem["name"] == "CodeContests_1_A_Sum_py" and problem["io_tests"]
+    assert [c["name"] for c in shipped] == [problem["name"]] * 2 and all(c["dataset"] for c in shipped)
+    assert len(read_jsonl(tmp_path / "problems" / "eval-starter.jsonl")) == 2
