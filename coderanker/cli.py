@@ -39,8 +39,8 @@ def reference_errors(path, problems, workers: int):
     its stdin/stdout cases (`io_tests`) or its visible tests (`visible_tests`); all run in
     one sandbox batch."""
     from coderanker.jsonl import RecordError
-    from coderanker.sandbox import SandboxConfig, execute_programs
-    from coderanker.sandbox.pool import judged_programs
+    from coderanker.sandbox import SandboxConfig
+    from coderanker.sandbox.pool import execute_programs, judged_programs
 
     checked = [(line, "io_tests" if len(program) == 3 else "reference", program)
                for line, p in problems if p.reference is not None for program in judged_programs(p, p.reference)]
@@ -164,6 +164,18 @@ def profile_use(args: argparse.Namespace) -> int:
     return 0
 
 
+def params_check(args: argparse.Namespace) -> int:
+    from coderanker.config import ParamsError, load_params
+
+    try:
+        load_params(args.file)
+    except ParamsError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(f"{args.file}: valid", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from coderanker.sources import SOURCES_HELP
 
@@ -245,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     use.add_argument("name")
     use.add_argument("--params", default="params.yaml")
     use.set_defaults(func=profile_use)
+
+    params = commands.add_parser("params", help="check params files").add_subparsers(
+        dest="params_command", required=True)
+    check = params.add_parser("check", help="check a params file against every section's types; "
+                              "one line per bad setting (exit 2)")
+    check.add_argument("file", nargs="?", type=Path, default=Path("params.yaml"))
+    check.set_defaults(func=params_check)
     return parser
 
 

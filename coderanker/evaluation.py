@@ -1,15 +1,22 @@
-"""Scoring a round's evaluation candidates with its reranker and summarising them."""
+"""Scoring a round's evaluation candidates with its reranker and summarising them.
+
+Results files are read one problem at a time and scored whole problems per scorer call (the
+reranker batches a problem's candidates together, so the scores equal those of one call over
+the file); what stays in memory is each candidate's score and the few fields the figures read
+(`coderanker.metrics.figure_fields`), never the programs."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from coderanker.jsonl import read_jsonl, write_jsonl
+from coderanker.jsonl import JsonlGroups, RecordError, iter_lines, write_jsonl
 from coderanker.metrics import (
     bootstrap_ci95,
     choice_sample_lists,
     compare_on_pool,
+    figure_fields,
     gain_per_problem,
     group_by_problem,
     mean_or_none,
@@ -17,7 +24,10 @@ from coderanker.metrics import (
     pairwise_accuracy,
     summarise,
 )
-from coderanker.problems import by_name, load_problems
+from coderanker.problems import Problem, by_name, load_problems
+
+SCORE_BATCH = 256
+"""Candidates per scorer call, in whole problems (a bigger problem is a call alone)."""
 
 
 def evaluate_round(problems_dir: Path, results_dir: Path, reranker_dir: str | os.PathLike, sets: list[str],
@@ -28,12 +38,26 @@ def evaluate_round(problems_dir: Path, results_dir: Path, reranker_dir: str | os
     summaries = {}
     for name in sets:
         problems = by_name(load_problems(problems_dir / f"eval-{name}.jsonl"))
-        results = read_jsonl(results_dir / f"eval-{name}.jsonl")
-        for result, score in zip(results, reranker.score_candidates(problems, results), strict=True):
-            result["score"] = score
-        write_jsonl(scored_dir / f"eval-{name}.jsonl", results)
-        summaries[name] = summarise(results, score=lambda r: r["score"])
+        summaries[name] = evaluate_file(results_dir / f"eval-{name}.jsonl", problems, reranker,
+                                        scored_dir / f"eval-{name}.jsonl")
     return summaries
+
+
+def evaluate_file(results_path: str | os.PathLike, problems: dict[str, Problem], scorer,
+                  scored_path: str | os.PathLike, batch_size: int = SCORE_BATCH) -> dict:
+    """Score one results file and summarise it (`coderanker.metrics.summarise`). `scored_path`
+    gets the same records in the same order, each with its `score`, written as they stream."""
+    scores = score_lines(JsonlGroups(results_path), problems, scorer, batch_size)
+    kept = []
+
+    def scored() -> Iterator[dict]:
+        for line, result in numbered_records(results_path):
+            result["score"] = scores[line]
+            kept.append(figure_fields(result, "score"))
+            yield result
+
+    write_jsonl(scored_path, scored())
+    return summarise(kept, score=lambda r: r["score"])
 
 
 def compare_on_shared_pool(problems_dir: Path, pool_dir: Path, set_name: str, reranker_dir, previous_dir,
@@ -45,15 +69,18 @@ def compare_on_shared_pool(problems_dir: Path, pool_dir: Path, set_name: str, re
     outcome, so the figures (all over every problem of the pool) are exact, at about a
     quarter of the scoring on the default profile."""
     problems = by_name(load_problems(problems_dir / f"eval-{set_name}.jsonl"))
-    pool = read_jsonl(pool_dir / f"eval-{set_name}.jsonl")
-    choice = {id(r) for samples in choice_sample_lists(group_by_problem(pool)) for r in samples}
-    to_score = [r for r in pool if id(r) in choice]
-    current = load_scorer(reranker_dir, rerank_config, placement).score_candidates(problems, to_score)
-    previous = load_scorer(previous_dir, rerank_config, placement).score_candidates(problems, to_score)
+    path = pool_dir / f"eval-{set_name}.jsonl"
+    pool = [{**figure_fields(result), "line": line} for line, result in numbered_records(path)]
+    choice = choice_sample_lists(group_by_problem(pool))
+    to_score = {r["line"] for samples in choice for r in samples}
+    names = [samples[0]["name"] for samples in choice]
+    groups = JsonlGroups(path)
+    current = score_lines(groups, problems, load_scorer(reranker_dir, rerank_config, placement), SCORE_BATCH,
+                          names, to_score)
+    previous = score_lines(groups, problems, load_scorer(previous_dir, rerank_config, placement), SCORE_BATCH,
+                           names, to_score)
     for result in pool:
-        result["score"] = result["previous_score"] = 0.0
-    for result, now, before in zip(to_score, current, previous, strict=True):
-        result["score"], result["previous_score"] = now, before
+        result["score"], result["previous_score"] = current.get(result["line"], 0.0), previous.get(result["line"], 0.0)
     compared = compare_on_pool(pool, lambda r: r["previous_score"], lambda r: r["score"])
     groups = group_by_problem(pool)
     gains = gain_per_problem(groups, lambda r: r["score"])
@@ -71,6 +98,31 @@ def compare_on_shared_pool(problems_dir: Path, pool_dir: Path, set_name: str, re
         "reranker_pairwise_acc": pairwise_accuracy(groups, lambda r: r["score"]),
         "previous_reranker_pairwise_acc": pairwise_accuracy(groups, lambda r: r["previous_score"]),
     }
+
+
+def score_lines(groups: JsonlGroups, problems: dict[str, Problem], scorer, batch_size: int = SCORE_BATCH,
+                names: list[str] | None = None, lines: set[int] | None = None) -> dict[int, float]:
+    """Scores by line number of the results of `names` (default: all problems), only those on
+    `lines` if given; each scorer call holds whole problems, in file order within each."""
+    scores: dict[int, float] = {}
+    for batch in groups.batches(batch_size, names):
+        numbers, results = [], []
+        for name in batch:
+            for number, result in zip(groups.line_numbers(name), groups.read(name), strict=True):
+                if lines is None or number in lines:
+                    numbers.append(number)
+                    results.append(result)
+        if results:
+            scores.update(zip(numbers, scorer.score_candidates(problems, results), strict=True))
+    return scores
+
+
+def numbered_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of each record in file order; a bad line raises RecordError."""
+    for line, item in iter_lines(path):
+        if isinstance(item, RecordError):
+            raise item
+        yield line, item
 
 
 def load_scorer(reranker_dir, rerank_config, placement=None):

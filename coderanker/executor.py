@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
-from coderanker.jsonl import RecordError, iter_lines, write_jsonl
-from coderanker.problems import Problem, by_name, load_problems
-from coderanker.sandbox import SandboxConfig, execute_programs
-from coderanker.sandbox.pool import first_failure, judged_programs
+from coderanker.errors import InputError
+from coderanker.jsonl import RecordError, iter_lines, jsonl_writer
+from coderanker.languages import LANGUAGES
+from coderanker.problems import Problem, ProblemFileError, scan_problems
+from coderanker.sandbox import SandboxConfig
+from coderanker.sandbox.pool import execute_programs, first_failure, judged_programs
+from coderanker.sandbox.runner import ToolchainMissing, command, sandbox_python
 
 log = logging.getLogger(__name__)
+#: Candidates held in memory at once: execute_file reads, runs and writes a file this many at a time.
+CHUNK_SIZE = 2000
 
 
-class CandidateFileError(ValueError):
+class CandidateFileError(InputError):
     def __init__(self, errors: list[RecordError]):
         self.errors = errors
         shown = "\n".join(map(str, errors[:20]))
@@ -24,24 +30,89 @@ class CandidateFileError(ValueError):
         super().__init__(f"{len(errors)} bad candidate record(s):\n{shown}{more}")
 
 
+class ToolchainMissingError(InputError):
+    """A problems file with a language this machine cannot run (found before anything runs)."""
+
+
+def candidate_errors(path: str | os.PathLike, line: int, item: dict | RecordError,
+                     problems: dict[str, Problem]) -> list[RecordError]:
+    """Everything wrong with one line of a candidates file (nothing: an empty list)."""
+    if isinstance(item, RecordError):
+        return [item]
+    bad = [(f, "missing required field") for f in ("name", "completion") if f not in item]
+    bad += [(f, f"expected str, got {type(item[f]).__name__}")
+            for f in ("name", "completion") if f in item and not isinstance(item[f], str)]
+    if not bad and item["name"] not in problems:
+        bad.append(("name", f"unknown problem {item['name']!r}"))
+    return [RecordError(path, line, field, why) for field, why in bad]
+
+
 def load_candidates(path: str | os.PathLike, problems: dict[str, Problem]) -> list[dict]:
     """Candidates with `name` (a known problem) and `completion`; all bad lines are reported."""
     candidates, errors = [], []
     for line, item in iter_lines(path):
-        if isinstance(item, RecordError):
-            errors.append(item)
-            continue
-        bad = [(f, "missing required field") for f in ("name", "completion") if f not in item]
-        bad += [(f, f"expected str, got {type(item[f]).__name__}")
-                for f in ("name", "completion") if f in item and not isinstance(item[f], str)]
-        if not bad and item["name"] not in problems:
-            bad.append(("name", f"unknown problem {item['name']!r}"))
-        errors += [RecordError(path, line, field, why) for field, why in bad]
-        if not bad:
+        found = candidate_errors(path, line, item, problems)
+        errors += found
+        if not found:
             candidates.append(item)
     if errors:
         raise CandidateFileError(errors)
     return candidates
+
+
+def check_candidates(path: str | os.PathLike, problems: dict[str, Problem]) -> Counter:
+    """Check a whole candidates file as load_candidates does, keeping none of it: the number
+    of candidates per problem name, or CandidateFileError with every bad line."""
+    per_problem, errors = Counter(), []
+    for line, item in iter_lines(path):
+        found = candidate_errors(path, line, item, problems)
+        errors += found
+        if not found:
+            per_problem[item["name"]] += 1
+    if errors:
+        raise CandidateFileError(errors)
+    return per_problem
+
+
+def candidate_chunks(path: str | os.PathLike, problems: dict[str, Problem], size: int) -> Iterator[list[dict]]:
+    """The candidates of a checked file, `size` at a time (a line that went bad since raises)."""
+    chunk = []
+    for line, item in iter_lines(path):
+        if errors := candidate_errors(path, line, item, problems):
+            raise CandidateFileError(errors)
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def missing_toolchain(language_code: str, config: SandboxConfig) -> str:
+    """Why this machine cannot check, compile or run the language's programs, looked up as
+    the sandbox looks each command up when it runs them; empty when nothing is missing."""
+    language = LANGUAGES[language_code]
+    try:
+        sandbox_python(config.python)  # the workers' interpreter, which runs Python programs too
+        for template, compiling in ((language.compile, True), (language.run, False)):
+            if template:
+                command(language, template, config, compiling)
+    except ToolchainMissing as err:
+        return str(err)
+    return ""
+
+
+def check_toolchains(problems_path: str | os.PathLike, numbered: list[tuple[int, Problem]],
+                     used: Iterable[str], config: SandboxConfig) -> None:
+    """Refuse, before anything runs, a file whose candidates need a toolchain this machine
+    lacks (every one of them would end as sandbox_error): name the first such problem."""
+    used, missing = set(used), {}
+    for line, problem in numbered:
+        if problem.name in used and problem.language not in missing:
+            missing[problem.language] = missing_toolchain(problem.language, config)
+        if problem.name in used and missing[problem.language]:
+            raise ToolchainMissingError(f"{problems_path}:{line}: language {problem.language!r}: toolchain missing: "
+                                        f"{missing[problem.language]} or drop the file's {problem.language!r} problems")
 
 
 def execute_candidates(problems: dict[str, Problem], candidates: list[dict], config: SandboxConfig,
@@ -70,18 +141,26 @@ def execute_candidates(problems: dict[str, Problem], candidates: list[dict], con
     return results
 
 
-def run(problems: dict[str, Problem], candidates: list[dict], config: SandboxConfig) -> list[dict]:
-    """Execute on the configured backend, results in input order."""
+def programs_per_candidate(problem: Problem) -> int:
+    """Sandbox programs one candidate of the problem runs (hidden tests, then visible ones)."""
+    return len(judged_programs(problem, "")) + (problem.visible_tests is not None)
+
+
+def run(problems: dict[str, Problem], candidates: list[dict], config: SandboxConfig,
+        progress: Callable[[], None] | None = None) -> list[dict]:
+    """Execute on the configured backend, results in input order; `progress` (local
+    backend) is called per program, else a progress bar shows them."""
     if config.backend == "ray":
         from coderanker.sandbox.ray_backend import execute_on_ray
 
         return execute_on_ray(problems, candidates, config)
     if config.backend != "local":
         raise ValueError(f"unknown execution backend {config.backend!r} (local or ray)")
+    if progress is not None:
+        return execute_candidates(problems, candidates, config, progress)
     from tqdm.auto import tqdm
 
-    programs = sum(len(judged_programs(problems[c["name"]], "")) + (problems[c["name"]].visible_tests is not None)
-                   for c in candidates)
+    programs = sum(programs_per_candidate(problems[c["name"]]) for c in candidates)
     with tqdm(total=programs, desc="execute", unit="prog", mininterval=5) as bar:
         return execute_candidates(problems, candidates, config, progress=bar.update)
 
@@ -111,10 +190,35 @@ def pruned_flags(names: list[str], visible: list[str | None]) -> list[bool]:
 
 
 def execute_file(problems_path, candidates_path, out_path, config: SandboxConfig,
-                 progress: Callable[[], None] | None = None) -> Counter:
-    """Execute one candidates file against one problems file; returns status counts."""
-    problems = by_name(load_problems(problems_path))
-    candidates = load_candidates(candidates_path, problems)
-    results = run(problems, candidates, config)
-    write_jsonl(out_path, results)
-    return Counter(result["status"] for result in results)
+                 progress: Callable[[], None] | None = None, durations: list[float] | None = None) -> Counter:
+    """Execute one candidates file against one problems file; returns status counts.
+
+    Before anything runs, the whole file is checked (every bad line reported) and so are
+    the toolchains its problems need. Then it is read, run and written CHUNK_SIZE candidates
+    at a time, so memory stays flat however long it is; results go to a temporary file
+    that replaces out_path only once every candidate has its result. `progress` is called
+    per program (local backend); without it a progress bar shows them. Given a `durations`
+    list, each result's wall time moves there instead of into the file (the pipeline's
+    results are a DVC output and must not change when the same programs run again)."""
+    numbered, errors = scan_problems(problems_path)
+    if errors:
+        raise ProblemFileError(errors)
+    problems = {problem.name: problem for _, problem in numbered}
+    per_problem = check_candidates(candidates_path, problems)
+    if config.backend == "local":  # Ray tasks run on other machines, whose toolchains this one cannot see
+        check_toolchains(problems_path, numbered, per_problem, config)
+    counts = Counter()
+    with contextlib.ExitStack() as stack:
+        if progress is None and config.backend == "local":
+            from tqdm.auto import tqdm
+
+            total = sum(programs_per_candidate(problems[name]) * n for name, n in per_problem.items())
+            progress = stack.enter_context(tqdm(total=total, desc="execute", unit="prog", mininterval=5)).update
+        write = stack.enter_context(jsonl_writer(out_path))
+        for chunk in candidate_chunks(candidates_path, problems, CHUNK_SIZE):
+            for result in run(problems, chunk, config, progress):
+                if durations is not None:
+                    durations.append(result.pop("duration_s", 0.0))
+                write(result)
+                counts[result["status"]] += 1
+    return counts

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from coderanker.problems import Problem
 from coderanker.prompting import chat_messages, extract_completion, strip_docstrings, truncate_at_stop
@@ -20,21 +21,23 @@ log = logging.getLogger(__name__)
 class SamplingConfig:
     """How candidates are sampled; the `sample` section of params.yaml."""
 
-    samples_per_problem: int = 8
+    samples_per_problem: int = field(default=8, metadata={"min": 0})
     """Sampled candidates per training problem."""
-    eval_samples_per_problem: int = 0
+    eval_samples_per_problem: int = field(default=0, metadata={"min": 0})
     """Sampled candidates per evaluation problem (N of pass@N, the pool the reranker picks
     from); 0: samples_per_problem."""
     greedy: bool = True
     """Also decode one greedy candidate per problem (for greedy pass@1)."""
-    max_new_tokens: int = 192
+    max_new_tokens: int = field(default=192, metadata={"min": 1})
     """Generation budget per candidate."""
-    temperature: float = 0.8
-    top_p: float = 0.95
-    batch_size: int = 32
+    temperature: float = field(default=0.8, metadata={"gt": 0})
+    """Sampling temperature (greedy decoding ignores it)."""
+    top_p: float = field(default=0.95, metadata={"gt": 0, "max": 1})
+    """Nucleus sampling: keep the most likely tokens up to this probability mass (1: off)."""
+    batch_size: int = field(default=32, metadata={"min": 1})
     """Sequences decoded together (across problems; a problem's samples are never split
     below this unless it alone has more)."""
-    prompt_style: str = "auto"
+    prompt_style: Literal["auto", "prefill", "chat", "completion"] = "auto"
     """prefill (chat template, the answer begun with the prompt's code), chat (the model
     writes the whole function), completion (raw prompt, for base models), or auto
     (prefill when the tokenizer has a chat template, else completion)."""
@@ -51,8 +54,8 @@ class SamplingConfig:
     planted positive, flagged `planted`). For the tiny profile only: a random model solves
     nothing, so without it no problem has a choice and the reranker's eval figures are
     undefined. Never for reported results: it inflates every pass rate."""
-    seed: int = 1234
-    threads: int = 0
+    seed: int = field(default=1234, metadata={"min": 0})
+    threads: int = field(default=0, metadata={"min": 0})
     """torch intra-op threads; 0 leaves torch's default."""
 
     def __post_init__(self):

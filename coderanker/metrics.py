@@ -17,6 +17,8 @@ import numpy as np
 
 PASSED, SANDBOX_ERROR = "passed", "sandbox_error"
 BOOTSTRAP_RESAMPLES = 2000
+FIGURE_FIELDS = ("name", "status", "greedy", "reference", "visible_status", "truncated")
+"""The fields of a result that the figures here read (a reranker's score aside)."""
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -35,6 +37,12 @@ def group_by_problem(results: Iterable[dict]) -> dict[str, list[dict]]:
         if result["status"] != SANDBOX_ERROR:
             groups[result["name"]].append(result)
     return dict(groups)
+
+
+def figure_fields(result: dict, *extra: str) -> dict:
+    """The result cut to FIGURE_FIELDS and `extra` (those it has): the figures of the cut results
+    equal those of the full ones, without holding programs or outputs."""
+    return {key: result[key] for key in (*FIGURE_FIELDS, *extra) if key in result}
 
 
 def sampled(group: list[dict]) -> list[dict]:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from coderanker.errors import InputError
 from coderanker.jsonl import RecordError, iter_lines
 
 #: MultiPL-E language codes the pipeline knows.
@@ -173,7 +174,7 @@ def scan_problems(path: str | os.PathLike) -> tuple[list[tuple[int, Problem]], l
     return problems, errors
 
 
-class ProblemFileError(ValueError):
+class ProblemFileError(InputError):
     """A problem file with bad records; its message lists every one."""
 
     def __init__(self, errors: list[RecordError]):

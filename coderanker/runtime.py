@@ -10,8 +10,9 @@ the fallback matters as much as the fast path.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "bf16", "fp32")
@@ -24,11 +25,11 @@ class ModelConfig:
 
     source: str = "smollm2-gguf"
     """smollm2-gguf, tiny-random[:SEED], a .gguf path, a model directory or a hub id."""
-    reranker_layers: int = 0
+    reranker_layers: int = field(default=0, metadata={"min": 0})
     """Keep the base's bottom N layers in the reranker (0: all)."""
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto (CUDA when present), cpu or cuda: every model stage runs there."""
-    dtype: str = "auto"
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """auto (bf16 on GPUs and on CPUs with AMX/AVX512-BF16, else fp32), bf16 or fp32."""
 
     def __post_init__(self):

@@ -4,18 +4,27 @@ and under it one per stage; the reranker registry and its `champion` alias.
 Stages are separate processes (DVC runs each one), so runs are addressed by id and tags
 through MlflowClient, never through MLflow's per-process active-run stack:
 - the parent run is CODERANKER_PARENT_RUN_ID when an orchestrator (the Prefect flow) owns
-  it, else the RUNNING pipeline run of this git commit, else a new one (plain `dvc repro`);
+  it, else the one owned by the `dvc repro` process this stage runs under (its host, pid
+  and start time, so a later `dvc repro` never nests under a dead one), else a new one;
 - a round run is the parent's child tagged with that round, created on first use;
-- the last round's evaluate stage ends the round and, unless an orchestrator owns it, the parent.
+- the last round's evaluate stage ends the round and, unless an orchestrator owns it, the parent;
+- a RUNNING run whose owning process is gone (killed, its machine lost) is marked KILLED by
+  the next stage that starts on the same host.
+
+Stage outputs hold no run ids or timings (DVC hashes them): a stage run is tagged with the
+content hash of each output it wrote (DVC's own md5), and is found again by that hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import socket
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +37,9 @@ PARENT_ENV = "CODERANKER_PARENT_RUN_ID"
 PROMOTE_ENV = "CODERANKER_PROMOTE"  # "0": register rerankers, leave `champion` to the orchestrator
 KIND, ROUND, STAGE = "coderanker.kind", "coderanker.round", "coderanker.stage"
 PARENT_TAG = "mlflow.parentRunId"
+OWNER = "coderanker.owner"  # host:pid:start of the process that ends the run
+EVIDENCE = "evidence/eval.json"  # per-problem outcomes a promotion decision rests on
+OUTPUT = "coderanker.out."  # + output path: the content hash (DVC md5) of what the stage wrote there
 
 
 def tracking_uri(root: str | os.PathLike = ".") -> str:
@@ -66,38 +78,93 @@ def git_commit(root: str | os.PathLike = ".") -> str:
         return "unknown"
 
 
-def dvc_lock_hashes(paths: list[str | os.PathLike]) -> dict[str, str]:
-    """md5 of each path as dvc.lock records it for the stage that produced it."""
-    import yaml
+def content_md5(path: str | os.PathLike) -> str:
+    """A file's or directory's md5 exactly as DVC 3 records it in dvc.lock (a directory's is
+    the md5 of its sorted JSON listing of relpath and file md5, with ".dir" appended)."""
+    path = Path(path)
+    if path.is_file():
+        return _file_md5(path)
+    files = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).parts)
+    listing = [{"md5": _file_md5(p), "relpath": p.relative_to(path).as_posix()} for p in files]
+    return hashlib.md5(json.dumps(listing, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
 
-    lock = Path("dvc.lock")
-    if not lock.exists():
-        return {}
-    outs = {}
-    for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
-        for out in stage.get("outs", []):
-            outs[out["path"]] = out.get("md5", "")
-    wanted = {str(Path(p)) for p in paths}
-    found = {}
-    for path, md5 in outs.items():
-        for want in wanted:
-            if want == path or want.startswith(path + "/"):
-                found[f"dvc.md5.{want}"] = md5
-    return found
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def input_hashes(paths: list[str | os.PathLike]) -> dict[str, str]:
+    """Tags naming the content of each input (dvc.lock's md5 for it): lineage that holds even
+    for a stage run outside `dvc repro`."""
+    return {f"coderanker.in.{Path(p).as_posix()}": content_md5(p) for p in paths if Path(p).exists()}
 
 
 def _find_or_create_parent(mlflow_client, exp: str) -> str:
     if os.environ.get(PARENT_ENV):
         return os.environ[PARENT_ENV]
-    commit = git_commit()
+    owner = process_key(pipeline_process())
     runs = mlflow_client.search_runs(
-        [exp], f"tags.`{KIND}` = 'pipeline' and tags.`coderanker.git_commit` = '{commit}' "
-        "and attributes.status = 'RUNNING'", order_by=["attributes.start_time DESC"], max_results=1)
+        [exp], f"tags.`{KIND}` = 'pipeline' and tags.`{OWNER}` = '{owner}' and attributes.status = 'RUNNING'",
+        order_by=["attributes.start_time DESC"], max_results=1)
     if runs:
         return runs[0].info.run_id
     run = mlflow_client.create_run(exp, run_name=f"pipeline {time.strftime('%Y-%m-%d %H:%M')}",
-                                   tags={KIND: "pipeline", "coderanker.git_commit": commit})
+                                   tags={KIND: "pipeline", "coderanker.git_commit": git_commit(), OWNER: owner})
     return run.info.run_id
+
+
+def pipeline_process(pid: int | None = None) -> int:
+    """The `dvc repro` / `dvc exp run` process that runs this stage (walking up the parents),
+    else this process: the owner of the pipeline's parent run."""
+    pid = pid or os.getpid()
+    current = pid
+    while current > 1:
+        try:
+            argv = Path(f"/proc/{current}/cmdline").read_bytes().split(b"\0")
+            parent = int(Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        words = [Path(a.decode(errors="replace")).name for a in argv if a]
+        if "dvc" in words and ("repro" in words or "exp" in words):
+            return current
+        current = parent
+    return pid
+
+
+def process_key(pid: int) -> str:
+    """host:pid:start-time (clock ticks since boot): names one process for ever, unlike a pid."""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "0"
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
+def process_alive(key: str) -> bool | None:
+    """Whether the process a key names still runs; None when it ran on another host."""
+    host, pid, start = key.rsplit(":", 2)
+    if host != socket.gethostname():
+        return None
+    return process_key(int(pid)) == key if Path(f"/proc/{pid}").exists() else False
+
+
+def reap_dead_runs(mlflow_client, exp: str) -> list[str]:
+    """Mark KILLED every RUNNING run of this host whose owning process is gone: a stage killed
+    by SIGKILL, a `dvc repro` or flow worker that died. Returns their ids."""
+    host = socket.gethostname().replace("'", "")
+    runs = mlflow_client.search_runs([exp], f"attributes.status = 'RUNNING' and tags.`{OWNER}` LIKE '{host}:%'",
+                                     max_results=1000)
+    dead = [run for run in runs if process_alive(run.data.tags[OWNER]) is False]
+    for run in dead:
+        mlflow_client.set_terminated(run.info.run_id, "KILLED")
+        mlflow_client.set_tag(run.info.run_id, "coderanker.ended_by", "owner process gone")
+        log.warning("MLflow run %s (%s) was left RUNNING by a process that is gone: marked KILLED",
+                    run.info.run_id, run.info.run_name)
+    return [run.info.run_id for run in dead]
 
 
 def _find_or_create_round(mlflow_client, exp: str, parent: str, round_id: str) -> str:
@@ -106,8 +173,9 @@ def _find_or_create_round(mlflow_client, exp: str, parent: str, round_id: str) -
         max_results=1)
     if runs:
         return runs[0].info.run_id
+    owner = mlflow_client.get_run(parent).data.tags.get(OWNER) or process_key(pipeline_process())
     run = mlflow_client.create_run(exp, run_name=round_id,
-                                   tags={PARENT_TAG: parent, KIND: "round", ROUND: round_id})
+                                   tags={PARENT_TAG: parent, KIND: "round", ROUND: round_id, OWNER: owner})
     return run.info.run_id
 
 
@@ -157,6 +225,12 @@ class StageRun:
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, str(value))
 
+    def record_outputs(self, outputs: list[str | os.PathLike], seconds: float) -> None:
+        """Tag the run with each output's content hash (dvc.lock's md5: how the run is found
+        again) and log the stage's wall time, which the outputs themselves never hold."""
+        self.set_tags({f"{OUTPUT}{Path(p).as_posix()}": content_md5(p) for p in outputs})
+        self.log_metrics({"seconds": seconds})
+
     def end_round(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.round_run_id, status)
 
@@ -180,13 +254,15 @@ def _flatten(data: dict, prefix: str = "") -> dict:
 
 @contextmanager
 def stage_run(stage: str, round_id: str, params: dict | None = None, inputs: list | None = None):
-    """A nested MLflow run for one stage of one round; FAILED if the body raises."""
+    """A nested MLflow run for one stage of one round; FAILED if the body raises, KILLED (by
+    the next stage to start) if its process dies without a word."""
     mlflow_client = client()
     exp = experiment_id(mlflow_client)
+    reap_dead_runs(mlflow_client, exp)
     parent = _find_or_create_parent(mlflow_client, exp)
     round_run = _find_or_create_round(mlflow_client, exp, parent, round_id)
-    tags = {PARENT_TAG: round_run, KIND: "stage", STAGE: stage, ROUND: round_id,
-            "coderanker.git_commit": git_commit(), **dvc_lock_hashes(inputs or [])}
+    tags = {PARENT_TAG: round_run, KIND: "stage", STAGE: stage, ROUND: round_id, OWNER: process_key(os.getpid()),
+            "coderanker.git_commit": git_commit(), **input_hashes(inputs or [])}
     run = mlflow_client.create_run(exp, run_name=f"{stage}@{round_id}", tags=tags)
     stage_run_ = StageRun(mlflow_client, run.info.run_id, round_run, parent)
     if params:
@@ -199,41 +275,128 @@ def stage_run(stage: str, round_id: str, params: dict | None = None, inputs: lis
     mlflow_client.set_terminated(run.info.run_id, "FINISHED")
 
 
-def register_reranker(stage: StageRun, source_run_id: str, reranked_pass_at_1: float | None, round_id: str):
-    """Register the reranker logged by `source_run_id` (artifact path `reranker`) and move
-    `champion` to it only if it beats the current champion's reranked pass@1 on eval."""
+def find_stage_run(mlflow_client, output: str | os.PathLike, md5: str | None = None):
+    """The newest FINISHED stage run that wrote `output` with this content (default: what is
+    there now), or None (e.g. outputs fetched from a DVC remote without their MLflow)."""
+    md5 = md5 or content_md5(output)
+    runs = mlflow_client.search_runs(
+        [experiment_id(mlflow_client)],
+        f"tags.`{OUTPUT}{Path(output).as_posix()}` = '{md5}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def round_history(stage: StageRun, rounds: list[str]) -> list[tuple[str, dict]]:
+    """(round, eval figures) of the earlier `rounds` this pipeline run evaluated, from their
+    round runs (no stage reads another round's metrics file: it is not among its deps)."""
+    exp = experiment_id(stage.client)
+    history = []
+    for round_id in rounds:
+        found = stage.client.search_runs(
+            [exp], f"tags.`{PARENT_TAG}` = '{stage.parent_run_id}' and tags.`{KIND}` = 'round' "
+            f"and tags.`{ROUND}` = '{round_id}'", max_results=1)
+        if found:
+            metrics = found[0].data.metrics
+            history.append((round_id, {k.removeprefix("eval.").replace("_at_", "@"): v
+                                       for k, v in metrics.items() if k.startswith("eval.")}))
+    return history
+
+
+def _registered_model(mlflow_client) -> None:
     from mlflow.exceptions import MlflowException
 
-    mlflow_client = stage.client
     try:
         mlflow_client.get_registered_model(REGISTERED_RERANKER)
     except MlflowException:
         mlflow_client.create_registered_model(REGISTERED_RERANKER)
+
+
+def register_reranker(stage: StageRun, source_run_id: str, evidence: dict, round_id: str):
+    """Register the reranker logged by `source_run_id` (artifact path `reranker`) with its
+    evaluation evidence (logged on this evaluate run), and move `champion` to it only when
+    the evidence shows a gain (see `promote_with_evidence`). Returns (version, promoted)."""
+    mlflow_client = stage.client
+    _registered_model(mlflow_client)
+    stage.log_dict(evidence, EVIDENCE)
     source = f"{mlflow_client.get_run(source_run_id).info.artifact_uri}/reranker"
-    score = -1.0 if reranked_pass_at_1 is None else reranked_pass_at_1
+    score = evidence.get("reranked_pass@1")
     version = mlflow_client.create_model_version(
         REGISTERED_RERANKER, source, run_id=source_run_id,
-        tags={"reranked_pass_at_1": str(score), ROUND: round_id, "coderanker.git_commit": git_commit()})
-    promoted = os.environ.get(PROMOTE_ENV, "1") != "0" and promote_if_better(mlflow_client, version.version, score)
+        tags={"reranked_pass_at_1": str(-1.0 if score is None else score), ROUND: round_id,
+              "coderanker.git_commit": git_commit(), "coderanker.eval_hash": evidence["eval_hash"],
+              "coderanker.evidence_run": stage.run_id})
+    promoted = False
+    if os.environ.get(PROMOTE_ENV, "1") != "0":
+        promoted = promote_with_evidence(mlflow_client, version.version, stage)
     stage.set_tags({"coderanker.reranker_version": version.version, "coderanker.promoted": promoted})
     return version.version, promoted
 
 
-def promote_if_better(mlflow_client, version: str, score: float) -> bool:
-    """Move `champion` to `version` when it beats the champion's score (or there is none)."""
+def version_evidence(mlflow_client, version) -> dict:
+    """The evaluation evidence a registered version was registered with ({} if none)."""
+    import mlflow.artifacts
+
+    run_id = version.tags.get("coderanker.evidence_run")
+    if not run_id:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=EVIDENCE, dst_path=tmp,
+                                                   tracking_uri=mlflow_client.tracking_uri)
+        return json.loads(Path(path).read_text())
+
+
+def promotion_decision(candidate: dict, champion: dict | None, seed: int = 0) -> dict:
+    """Whether `candidate` may replace `champion` (each: evaluation evidence, see evaluate):
+    both evaluated on the same eval set (content hash), and a per-problem gain whose paired
+    bootstrap 95% interval over problems excludes 0 — over the champion's top-1 outcome on
+    each problem, or, with no champion yet, over a random pick (the problem's pass rate)."""
+    from coderanker.metrics import bootstrap_ci95
+
+    if not candidate.get("top1_pass"):
+        return {"promote": False, "against": "champion", "why": "no evaluation evidence was registered"}
+    hits = candidate["top1_pass"]
+    if champion is None:
+        baseline, against = candidate["pass_rate"], "random pick"
+    elif champion.get("eval_hash") != candidate["eval_hash"]:
+        return {"promote": False, "against": "champion", "why": "evaluated on a different eval set "
+                f"({candidate['eval_hash'][:12]} vs the champion's {str(champion.get('eval_hash'))[:12]})"}
+    else:
+        baseline, against = champion["top1_pass"], "champion"
+    common = sorted(set(hits) & set(baseline))
+    gains = [hits[name] - baseline[name] for name in common]
+    interval = bootstrap_ci95(gains, seed=seed)
+    gain = sum(gains) / len(gains) if gains else None
+    promote = interval is not None and interval[0] > 0
+    why = (f"gain {gain:+.3f} over the {against}, 95% interval [{interval[0]:+.3f}, {interval[1]:+.3f}] "
+           f"over {len(common)} problems" if interval else f"too few problems ({len(common)}) for an interval")
+    return {"promote": promote, "against": against, "gain": gain, "gain_ci95": interval,
+            "problems": len(common), "why": why + ("" if promote else ": not shown to be better")}
+
+
+def promote_with_evidence(mlflow_client, version: str, stage: StageRun | None = None) -> bool:
+    """Move `champion` to `version` when `promotion_decision` allows it; the decision and its
+    figures are logged on `stage` (the evaluate run) or the version's evidence run."""
     from mlflow.exceptions import MlflowException
 
+    candidate = mlflow_client.get_model_version(REGISTERED_RERANKER, version)
     try:
         champion = mlflow_client.get_model_version_by_alias(REGISTERED_RERANKER, CHAMPION)
-        best = float(champion.tags.get("reranked_pass_at_1", "-1"))
     except MlflowException:
-        champion, best = None, -math.inf
-    if champion is not None and score <= best:
-        log.info("reranker v%s (%.3f) does not beat champion v%s (%.3f)", version, score, champion.version, best)
-        return False
-    mlflow_client.set_registered_model_alias(REGISTERED_RERANKER, CHAMPION, version)
-    log.info("reranker v%s is the new champion (%.3f > %.3f)", version, score, best)
-    return True
+        champion = None
+    if champion is not None and champion.version == candidate.version:
+        return True
+    decision = promotion_decision(version_evidence(mlflow_client, candidate),
+                                  version_evidence(mlflow_client, champion) if champion else None)
+    decision["champion_version"] = champion.version if champion else None
+    run = stage or StageRun(mlflow_client, candidate.tags["coderanker.evidence_run"], "", "")
+    run.set_tags({"coderanker.promotion": "promoted" if decision["promote"] else "kept champion",
+                  "coderanker.promotion_why": decision["why"]})
+    run.log_metrics({"promotion": {k: decision[k] for k in ("gain", "problems") if decision.get(k) is not None},
+                     **({"promotion.gain_ci95": decision["gain_ci95"]} if decision.get("gain_ci95") else {})})
+    log.info("reranker v%s: %s", version, decision["why"])
+    if decision["promote"]:
+        mlflow_client.set_registered_model_alias(REGISTERED_RERANKER, CHAMPION, version)
+    return decision["promote"]
 
 
 def read_json(path: str | os.PathLike) -> dict:

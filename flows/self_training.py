@@ -31,7 +31,7 @@ def configure(repo: Path, profile: str | None, rounds: int | None, overrides: di
     if rounds is not None:
         params["rounds"] = self_training_rounds(rounds)
     params = apply_overrides(params, overrides)
-    if not params_path.exists() or load_params(params_path) != params:
+    if not params_path.exists() or load_params(params_path, validate=False) != params:
         header = f"# written by the self-training flow (profile={profile}, rounds={rounds}, overrides={overrides})\n"
         params_path.write_text(header + yaml.safe_dump(params, sort_keys=False))
     return params

@@ -24,15 +24,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="metrics JSON file")
     parser.add_argument("--scored", required=True, type=Path, help="directory for scored evaluation results")
     parser.add_argument("--stage-dirs", nargs="*", type=Path, default=[],
-                        help="output directories whose _stage.json timings to report")
+                        help="the round's stage outputs: the MLflow run that wrote each (found by its "
+                        "content hash) gives the stage's seconds")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
 
     from coderanker.config import DataConfig, load_params, section
     from coderanker.evaluation import compare_on_shared_pool, evaluate_round
     from coderanker.runtime import Placement
+    from coderanker.tracking import stage_run
     from coderanker.training.reward import RerankerTrainConfig
-    from pipelines.common import META, setup_logging
+    from pipelines.common import setup_logging, stage_outputs, write_atomic
 
     setup_logging()
     start = time.monotonic()
@@ -40,63 +42,102 @@ def main(argv: list[str] | None = None) -> None:
     data = section(params, "data", DataConfig, args.params)
     rerank = section(params, "reranker", RerankerTrainConfig, args.params)
     placement = Placement.from_params(params)
-    sets = evaluate_round(args.problems, args.results, args.reranker, list(data.eval), args.scored, rerank, placement)
-    pool = None
-    if args.pool and args.previous_reranker:
-        pool = compare_on_shared_pool(args.problems, args.pool, next(iter(data.eval)), args.reranker,
-                                      args.previous_reranker, rerank, placement)
-    report = json.loads((args.pairs / "report.json").read_text())
-    seconds = {}
-    for directory in args.stage_dirs:
-        meta = json.loads((directory / META).read_text())
-        seconds[meta["stage"]] = meta["seconds"]
-    seconds["evaluate"] = round(time.monotonic() - start, 2)
-    metrics = {
-        "round": args.round,
-        "eval": next(iter(sets.values())),
-        "eval_sets": sets,
-        **({"shared_pool": pool} if pool else {}),
-        "train": {"pairs": report["total_pairs"], "new_pairs": report["new_pairs"],
-                  "hard_negatives": report["hard_negatives"]},
-        "seconds": seconds,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(metrics, indent=2) + "\n")
-    track(args, params, metrics)
+    inputs = [args.results, args.reranker, args.pairs]
+    with stage_run("evaluate", args.round, {"data.eval": params["data"]["eval"]}, inputs) as run:
+        with stage_outputs(f"evaluate@{args.round}", args.scored, run=run) as scored:
+            sets = evaluate_round(args.problems, args.results, args.reranker, list(data.eval), scored, rerank,
+                                  placement)
+        pool = None
+        if args.pool and args.previous_reranker:
+            pool = compare_on_shared_pool(args.problems, args.pool, next(iter(data.eval)), args.reranker,
+                                          args.previous_reranker, rerank, placement)
+        report = json.loads((args.pairs / "report.json").read_text())
+        seconds = stage_seconds(run.client, args.stage_dirs)
+        seconds["evaluate"] = round(time.monotonic() - start, 2)
+        metrics = {
+            "round": args.round,
+            "eval": next(iter(sets.values())),
+            "eval_sets": sets,
+            **({"shared_pool": pool} if pool else {}),
+            "train": {"pairs": report["total_pairs"], "new_pairs": report["new_pairs"],
+                      "hard_negatives": report["hard_negatives"]},
+            "seconds": seconds,
+        }
+        write_atomic(args.out, json.dumps(metrics, indent=2) + "\n")
+        track(args, params, metrics, run, next(iter(data.eval)))
     print(json.dumps(metrics, indent=2))
 
 
-def track(args, params: dict, metrics: dict) -> None:
-    """Log the round's figures, plots and a sample of scored candidates; register the
-    reranker; end the round's run (and the pipeline's after its last round)."""
-    from coderanker.jsonl import read_jsonl
-    from coderanker.plots import pass_at_1_by_round, score_distributions
-    from coderanker.tracking import read_json, register_reranker, stage_run
+def stage_seconds(client, directories: list[Path]) -> dict[str, float]:
+    """Each output's stage and wall time, from the MLflow run that wrote that content (a stage
+    DVC skipped reports the run that made its cached output); missing when none is found."""
+    from coderanker.tracking import STAGE, find_stage_run
 
-    inputs = [args.results, args.reranker, args.pairs]
-    with stage_run("evaluate", args.round, {"data.eval": params["data"]["eval"]}, inputs) as run:
-        run.log_metrics(metrics["eval_sets"], prefix="eval.")
-        run.log_metrics(metrics["train"], prefix="train.")
-        run.log_metrics(metrics["seconds"], prefix="seconds.")
-        run.log_metrics(metrics.get("shared_pool", {}), prefix="shared_pool.")
-        run.log_metrics(metrics["eval"], run_id=run.round_run_id, prefix="eval.")
-        run.log_artifact(args.out)
-        for name in metrics["eval_sets"]:
-            scored = read_jsonl(args.scored / f"eval-{name}.jsonl")
-            run.log_figure(score_distributions(scored, f"{args.round} {name}: reranker scores"),
-                           f"plots/scores_{name}.png")
-            keep = ("name", "sample", "greedy", "status", "score", "completion", "detail")
-            run.log_dict([{k: r.get(k) for k in keep} for r in scored[:100]], f"candidates/{name}_sample.json")
-        order = list(params["rounds"])
-        history = [(r, read_json(args.out.parent / f"{r}.json")["eval"])
-                   for r in order[: order.index(args.round) + 1] if (args.out.parent / f"{r}.json").exists()]
-        run.log_figure(pass_at_1_by_round(history, "pass@1 by round (primary eval set)"), "plots/pass_at_1.png")
-        source = read_json(args.reranker / "mlflow_run.json")["run_id"]
-        register_reranker(run, source, metrics["eval"].get("reranked_pass@1"), args.round)
-        run.end_round()
-        if args.round == order[-1]:
-            run.end_pipeline()
+    seconds = {}
+    for directory in directories:
+        found = find_stage_run(client, directory)
+        if found is not None and "seconds" in found.data.metrics:
+            seconds[found.data.tags[STAGE]] = found.data.metrics["seconds"]
+    return seconds
+
+
+def evidence(problems_file: Path, scored_file: Path, reranked: float | None) -> dict:
+    """What a promotion decision rests on: the eval set's content hash and, per problem, whether
+    the reranker's pick passes and the pass rate of its samples (a random pick)."""
+    from coderanker.jsonl import iter_lines
+    from coderanker.metrics import count_passing, group_by_problem, passes, sampled, top_sample
+    from coderanker.tracking import content_md5
+
+    keep = ("name", "status", "score", "greedy", "reference")
+    rows = ({k: r.get(k) for k in keep} for _, r in iter_lines(scored_file) if isinstance(r, dict))
+    top1, rate = {}, {}
+    for name, group in group_by_problem(rows).items():
+        if samples := sampled(group):
+            top1[name] = float(passes(top_sample(samples, lambda r: r["score"])))
+            rate[name] = count_passing(samples) / len(samples)
+    return {"eval_hash": content_md5(problems_file), "reranked_pass@1": reranked, "top1_pass": top1,
+            "pass_rate": rate}
+
+
+def track(args, params: dict, metrics: dict, run, primary: str) -> None:
+    """Log the round's figures, plots and a sample of scored candidates; register the
+    reranker with its evidence; end the round's run (and the pipeline's after its last round)."""
+    from coderanker.jsonl import iter_lines
+    from coderanker.plots import pass_at_1_by_round, score_distributions
+    from coderanker.tracking import find_stage_run, register_reranker, round_history
+
+    run.log_metrics(metrics["eval_sets"], prefix="eval.")
+    run.log_metrics(metrics["train"], prefix="train.")
+    run.log_metrics(metrics["seconds"], prefix="seconds.")
+    run.log_metrics(metrics.get("shared_pool", {}), prefix="shared_pool.")
+    run.log_metrics(metrics["eval"], run_id=run.round_run_id, prefix="eval.")
+    run.log_artifact(args.out)
+    for name in metrics["eval_sets"]:
+        scores, examples = [], []
+        for _, record in iter_lines(args.scored / f"eval-{name}.jsonl"):
+            scores.append({"status": record["status"], "score": record["score"]})
+            if len(examples) < 100:
+                examples.append({k: record.get(k) for k in
+                                 ("name", "sample", "greedy", "status", "score", "completion", "detail")})
+        run.log_figure(score_distributions(scores, f"{args.round} {name}: reranker scores"),
+                       f"plots/scores_{name}.png")
+        run.log_dict(examples, f"candidates/{name}_sample.json")
+    order = list(params["rounds"])
+    history = round_history(run, order[: order.index(args.round)]) + [(args.round, metrics["eval"])]
+    run.log_figure(pass_at_1_by_round(history, "pass@1 by round (primary eval set)"), "plots/pass_at_1.png")
+    trained = find_stage_run(run.client, args.reranker)
+    if trained is None:  # a reranker from a DVC remote, without its MLflow run: log it here
+        run.log_artifact(args.reranker, "reranker")
+    source = trained.info.run_id if trained is not None else run.run_id
+    register_reranker(run, source, evidence(args.problems / f"eval-{primary}.jsonl",
+                                            args.scored / f"eval-{primary}.jsonl",
+                                            metrics["eval"].get("reranked_pass@1")), args.round)
+    run.end_round()
+    if args.round == order[-1]:
+        run.end_pipeline()
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines.common import entry
+
+    entry(main)

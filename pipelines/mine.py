@@ -23,14 +23,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from coderanker.config import load_params, section
     from coderanker.jsonl import read_jsonl, write_jsonl
-    from coderanker.mining import mine_round
+    from coderanker.mining import mine_file
     from coderanker.pairs import PairConfig
     from coderanker.problems import by_name, load_problems
     from coderanker.reranker import Reranker
     from coderanker.runtime import Placement
     from coderanker.tracking import stage_run
     from coderanker.training.reward import RerankerTrainConfig
-    from pipelines.common import flag, setup_logging, timed_stage
+    from pipelines.common import flag, setup_logging, stage_outputs
 
     setup_logging()
     params = load_params(args.params)
@@ -38,21 +38,22 @@ def main(argv: list[str] | None = None) -> None:
     rerank = section(params, "reranker", RerankerTrainConfig, args.params)
     inputs = [args.problems, args.results, args.previous_pairs, args.scorer]
     with stage_run("mine", args.round, {"pairs": asdict(config)}, inputs) as run, \
-            timed_stage(args.out, "mine", round=args.round):
+            stage_outputs(f"mine@{args.round}", args.out, run=run) as out:
         problems = by_name(load_problems(args.problems / "train.jsonl"))
-        results = read_jsonl(args.results / "train.jsonl")
         scorer = None
         if flag(args.hard_negatives):
             scorer = Reranker.load(str(args.scorer), placement=Placement.from_params(params),
                                    max_length=rerank.max_length, batch_size=rerank.score_batch_size)
-        pairs, report, _ = mine_round(results, read_jsonl(args.previous_pairs / "pairs.jsonl"), problems,
-                                      args.round, config, scorer)
-        write_jsonl(args.out / "pairs.jsonl", pairs)
-        (args.out / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+        pairs, report = mine_file(args.results / "train.jsonl", read_jsonl(args.previous_pairs / "pairs.jsonl"),
+                                  problems, args.round, config, scorer)
+        write_jsonl(out / "pairs.jsonl", pairs)
+        (out / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
         run.log_metrics(asdict(report))
-        run.log_artifact(args.out / "report.json")
+        run.log_artifact(out / "report.json")
     print(json.dumps(asdict(report), indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines.common import entry
+
+    entry(main)

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.tracking import stage_run
     from coderanker.training.policy import PolicyTrainConfig
     from coderanker.training.ray_train import RayTrainConfig, read_training_log
-    from pipelines.common import flag, setup_logging, timed_stage
+    from pipelines.common import flag, setup_logging, stage_outputs
 
     setup_logging()
     params = load_params(args.params)
@@ -36,20 +36,19 @@ def main(argv: list[str] | None = None) -> None:
     init = args.seed_policy if config.init == "base" else args.previous_policy
     inputs = [args.problems, init, args.reranker]
     with stage_run("ppo", args.round, {"ppo": asdict(config), "ray": asdict(ray_config)}, inputs) as run, \
-            timed_stage(args.out, "ppo", round=args.round, trained=flag(args.enabled)):
+            stage_outputs(f"ppo@{args.round}", args.out, run=run) as out:
         if not flag(args.enabled):
-            shutil.rmtree(args.out, ignore_errors=True)
-            shutil.copytree(init, args.out)
+            shutil.copytree(init, out, dirs_exist_ok=True)
             metrics = {"trained": False}
         else:
-            metrics = train(args, params, init, config, ray_config)
-            (args.out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            run.log_curves(read_training_log(args.out))
+            metrics = train(args, params, init, config, ray_config, out)
+            (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            run.log_curves(read_training_log(out))
             run.log_metrics(metrics, prefix="final.")
     print(json.dumps(metrics, indent=2))
 
 
-def train(args, params, init, config, ray_config) -> dict:
+def train(args, params, init, config, ray_config, out: Path) -> dict:
     from transformers import AutoTokenizer
 
     from coderanker.generation import model_input, prompt_ids, resolve_style
@@ -63,9 +62,11 @@ def train(args, params, init, config, ray_config) -> dict:
     prompts = [{"input_ids": prompt_ids(p, tokenizer, style), "text": model_input(p, tokenizer, style)}
                for p in load_problems(args.problems / "train.jsonl")]
     stop = fence_id(tokenizer) if style == "prefill" else None
-    return train_policy(prompts, init, args.reranker, args.out, config, ray_config,
+    return train_policy(prompts, init, args.reranker, out, config, ray_config,
                         training_dtype(params, ray_config), stop)
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines.common import entry
+
+    entry(main)

@@ -21,24 +21,26 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.config import DataConfig, load_params, section
     from coderanker.jsonl import write_jsonl
     from coderanker.sources import load_source, source_candidates
-    from pipelines.common import setup_logging, timed_stage
+    from pipelines.common import setup_logging, stage_outputs
 
     setup_logging()
     data = section(load_params(args.params), "data", DataConfig, args.params)
-    with timed_stage(args.out, "prepare_data"):
+    with stage_outputs("prepare_data", args.out, args.seed_pairs) as (out, seed_pairs):
         train = [problem for source in data.train for problem in load_source(source)]
         files = {"train": train[: data.train_limit or None]}
         for name, spec in data.eval_sets().items():
             files[f"eval-{name}"] = load_source(spec.source)[: spec.limit or None]
         for name, problems in files.items():
-            write_jsonl(args.out / f"{name}.jsonl", (problem.to_record() for problem in problems))
+            write_jsonl(out / f"{name}.jsonl", (problem.to_record() for problem in problems))
             print(f"{name}: {len(problems)} problems")
         kept = {problem.name for problem in files["train"]}
         shipped = [c for source in data.train for c in source_candidates(source) if c["name"] in kept]
-        write_jsonl(args.out / "candidates" / "train.jsonl", shipped)
+        write_jsonl(out / "candidates" / "train.jsonl", shipped)
         print(f"train: {len(shipped)} candidates shipped with the problems")
-    write_jsonl(args.seed_pairs / "pairs.jsonl", [])
+        write_jsonl(seed_pairs / "pairs.jsonl", [])
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines.common import entry
+
+    entry(main)

@@ -20,14 +20,16 @@ def main(argv: list[str] | None = None) -> None:
 
     from coderanker.models import prepare_model
     from coderanker.reranker import init_reranker
-    from pipelines.common import setup_logging, timed_stage
+    from pipelines.common import setup_logging, stage_outputs
 
     setup_logging()
-    with timed_stage(args.out, "prepare_models", source=args.source, reranker_layers=args.reranker_layers):
-        policy = prepare_model(args.source, args.out / "policy")
-        init_reranker(policy, args.out / "reranker", seed=args.seed, layers=args.reranker_layers,
+    with stage_outputs("prepare_models", args.out) as out:
+        policy = prepare_model(args.source, out / "policy")
+        init_reranker(policy, out / "reranker", seed=args.seed, layers=args.reranker_layers,
                       prompt_style=args.prompt_style)
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines.common import entry
+
+    entry(main)

@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--problems", required=True, type=Path, help="directory of problem files")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--round", required=True)
+    parser.add_argument("--previous", default="seed",
+                        help="the round this one builds on; 'seed' marks the first round")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
 
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.problems import load_problems
     from coderanker.runtime import Placement
     from coderanker.tracking import stage_run
-    from pipelines.common import problem_files, setup_logging, timed_stage
+    from pipelines.common import problem_files, setup_logging, stage_outputs
 
     setup_logging()
     params = load_params(args.params)
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     placement = Placement.from_params(params)
     inputs = [args.model, args.problems]
     with stage_run("sample", args.round, {"sample": asdict(config), "placement": asdict(placement)}, inputs) as run, \
-            timed_stage(args.out, "sample", round=args.round, device=placement.device, dtype=placement.dtype):
+            stage_outputs(f"sample@{args.round}", args.out, run=run) as out:
         tokenizer = AutoTokenizer.from_pretrained(args.model)
         model = placement.load(AutoModelForCausalLM, args.model)
         for path in problem_files(args.problems):
@@ -49,10 +51,9 @@ def main(argv: list[str] | None = None) -> None:
                 candidates += [planted_reference(p, style, set_config.samples_per_problem, str(args.model), args.round)
                                for p in problems if p.reference is not None]
             shipped = args.problems / "candidates" / "train.jsonl"
-            first_round = args.round == next(iter(params.get("rounds") or {args.round: None}))
-            if path.stem == "train" and config.dataset_candidates and first_round and shipped.exists():
+            if path.stem == "train" and config.dataset_candidates and args.previous == "seed" and shipped.exists():
                 candidates += [{**c, "round": args.round} for c in read_jsonl(shipped)]
-            count = write_jsonl(args.out / path.name, candidates)
+            count = write_jsonl(out / path.name, candidates)
             run.log_metrics({f"candidates.{path.stem}": count})
             print(f"{path.stem}: {count} candidates")
 
@@ -69,4 +70,6 @@ def set_sampling(config, is_eval: bool):
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines.common import entry
+
+    entry(main)

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.tracking import stage_run
     from coderanker.training.ray_train import RayTrainConfig, read_training_log
     from coderanker.training.reward import RerankerTrainConfig, select_training_pairs, train_reranker
-    from pipelines.common import setup_logging, timed_stage
+    from pipelines.common import setup_logging, stage_outputs
 
     setup_logging()
     params = load_params(args.params)
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     init = args.seed_reranker if config.init == "seed" else args.previous_reranker
     inputs = [args.problems, args.pairs, init]
     with stage_run("train_reranker", args.round, {"reranker": asdict(config), "ray": asdict(ray_config)},
-                   inputs) as run, timed_stage(args.out, "train_reranker", round=args.round):
+                   inputs) as run, stage_outputs(f"train_reranker@{args.round}", args.out, run=run) as out:
         tokenizer = AutoTokenizer.from_pretrained(init)
         style = resolve_style(read_prompt_style(init), tokenizer)  # the style the reranker was made for
         problems = by_name(load_problems(args.problems / "train.jsonl"))
@@ -52,15 +52,16 @@ def main(argv: list[str] | None = None) -> None:
             if "margin" in pair:
                 record["margin"] = pair["margin"]
             encoded.append(record)
-        metrics = train_reranker(encoded, init, args.out, config, ray_config, training_dtype(params, ray_config))
-        write_meta(args.out, style)
-        (args.out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        (args.out / "mlflow_run.json").write_text(json.dumps({"run_id": run.run_id}) + "\n")
-        run.log_curves(read_training_log(args.out))
+        metrics = train_reranker(encoded, init, out, config, ray_config, training_dtype(params, ray_config))
+        write_meta(out, style)
+        (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        run.log_curves(read_training_log(out))
         run.log_metrics(metrics, prefix="final.")
-        run.log_artifact(args.out, "reranker")
+        run.log_artifact(out, "reranker")
     print(json.dumps(metrics, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines.common import entry
+
+    entry(main)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from prefect import task
@@ -16,7 +17,9 @@ def open_parent_run(repo: str, name: str, params: dict) -> str:
     client = tracking.client(repo)
     run = client.create_run(tracking.experiment_id(client), run_name=name,
                             tags={tracking.KIND: "pipeline", "coderanker.git_commit": tracking.git_commit(repo),
-                                  "coderanker.orchestrator": "prefect"})
+                                  "coderanker.orchestrator": "prefect",
+                                  # a flow process that dies leaves it RUNNING: the next stage marks it KILLED
+                                  tracking.OWNER: tracking.process_key(os.getpid())})
     tracking.StageRun(client, run.info.run_id, run.info.run_id, run.info.run_id).log_params(params)
     return run.info.run_id
 
@@ -41,7 +44,8 @@ def close_parent_run(repo: str, parent_run_id: str, status: str) -> None:
 
 @task
 def promote_reranker(repo: str, round_id: str) -> bool:
-    """Move `champion` to the round's newest registered reranker only if it beats the champion."""
+    """Move `champion` to the round's newest registered reranker only if its evidence shows a
+    gain over the champion on the same eval set (see `tracking.promotion_decision`)."""
     from coderanker import tracking
 
     client = tracking.client(repo)
@@ -50,4 +54,4 @@ def promote_reranker(repo: str, round_id: str) -> bool:
     if not versions:
         raise RuntimeError(f"no registered reranker for round {round_id}")
     newest = max(versions, key=lambda v: int(v.version))
-    return tracking.promote_if_better(client, newest.version, float(newest.tags["reranked_pass_at_1"]))
+    return tracking.promote_with_evidence(client, newest.version)

@@ -24,7 +24,8 @@ if __package__ in (None, ""):  # run as a script: benchmarks/sandbox/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from coderanker.problems import Problem
-from coderanker.sandbox import SandboxConfig, execute, execute_programs
+from coderanker.sandbox import SandboxConfig
+from coderanker.sandbox.pool import execute, execute_programs
 from coderanker.sandbox.warm import WARM
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "sandbox"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 
 class Status(enum.StrEnum):
@@ -37,43 +38,43 @@ LABEL_STATUSES = frozenset(Status) - {Status.SANDBOX_ERROR}
 class SandboxConfig:
     """Limits and isolation for every program; the `execute` section of params.yaml."""
 
-    timeout_s: float = 10.0
+    timeout_s: float = field(default=10.0, metadata={"gt": 0})
     """Wall-clock limit per program run; on expiry every process it started is killed."""
-    cpu_s: int = 10
+    cpu_s: int = field(default=10, metadata={"min": 1})
     """CPU-time limit (RLIMIT_CPU); SIGXCPU counts as a timeout."""
-    memory_mb: int = 1024
+    memory_mb: int = field(default=1024, metadata={"min": 1})
     """Address-space limit (RLIMIT_AS); managed runtimes (JVM, node, mono) get this as their heap
     limit and their language's `runtime_mb` more address space (coderanker/languages.py)."""
-    file_size_mb: int = 16
+    file_size_mb: int = field(default=16, metadata={"min": 1})
     """Largest file a program may write (RLIMIT_FSIZE)."""
-    max_processes: int = 32
+    max_processes: int = field(default=32, metadata={"min": 1})
     """Processes (threads included) per sandbox uid (RLIMIT_NPROC); raised to a runtime's floor."""
-    max_open_files: int = 64
+    max_open_files: int = field(default=64, metadata={"min": 1})
     """Open file descriptors (RLIMIT_NOFILE)."""
-    output_limit_kb: int = 1024
+    output_limit_kb: int = field(default=1024, metadata={"min": 1})
     """Stdout+stderr beyond this kills the program (status failed)."""
-    tail_bytes: int = 2048
+    tail_bytes: int = field(default=2048, metadata={"min": 0})
     """How much of the end of stdout and of stderr each result keeps."""
-    network: str = "isolate"
+    network: Literal["isolate", "strict", "host"] = "isolate"
     """isolate or strict: a new network namespace with only loopback (no network);
     host: the host's network (no network isolation)."""
-    uid_base: int = 61000
+    uid_base: int = field(default=61000, metadata={"min": 1})
     """Root only: programs run as uid uid_base + worker slot, never as root."""
     python: str = ""
     """Interpreter of the sandbox workers and of Python programs; empty picks the system's."""
-    workers: int = 0
+    workers: int = field(default=0, metadata={"min": 0})
     """Programs run at once (warm sandboxes); 0 means one per core."""
-    backend: str = "local"
+    backend: Literal["local", "ray"] = "local"
     """local: this machine's cores; ray: Ray tasks (RAY_ADDRESS selects a cluster)."""
-    compile_timeout_s: float = 30.0
+    compile_timeout_s: float = field(default=30.0, metadata={"gt": 0})
     """Wall-clock limit of a compile or syntax-check step (timeout when exceeded)."""
-    compile_cpu_s: int = 30
+    compile_cpu_s: int = field(default=30, metadata={"min": 1})
     """CPU-time limit of a compile step."""
-    compile_memory_mb: int = 2048
+    compile_memory_mb: int = field(default=2048, metadata={"min": 1})
     """Address-space limit of a compile step (plus the language's runtime_mb)."""
-    tmp_size_mb: int = 256
+    tmp_size_mb: int = field(default=256, metadata={"min": 1})
     """Size of each sandbox's private tmpfs, the only place a program can write."""
-    tmp_inodes: int = 4096
+    tmp_inodes: int = field(default=4096, metadata={"min": 1})
     """Files and directories that tmpfs may hold."""
     cache_dir: str = ""
     """Compiled artefacts by content hash; empty: $XDG_CACHE_HOME/coderanker/compiled."""

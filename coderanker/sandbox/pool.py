@@ -12,13 +12,16 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from coderanker.problems import Problem
 from coderanker.sandbox.cache import CompileCache
-from coderanker.sandbox.config import IOCases, SandboxConfig
+from coderanker.sandbox.config import IOCases, SandboxConfig, Status
 from coderanker.sandbox.runner import Outcome, ToolchainMissing, run_program, sandbox_error, worker_spec
 from coderanker.sandbox.worker import Worker, WorkerSpec
 
+#: How runtimes report ENOSPC (its strerror: Python, bash, Java, node, PHP, perror in C and C++).
+NO_SPACE = "no space left on device"
 _workers: dict[WorkerSpec, queue.Queue[Worker]] = {}
 _lock = threading.Lock()
 
@@ -83,7 +86,12 @@ def execute_programs(
             return sandbox_error(str(err))
         worker = _idle_worker(spec)
         try:
-            return run_program(item[0], item[1], config, worker, compiled, io=item[2])
+            return no_space_detail(run_program(item[0], item[1], config, worker, compiled, io=item[2]), config)
+        except OSError as err:
+            # Only the compile cache's writes get out of run_program: this machine's disk, not
+            # the program, failed. No label: the batch stops (map cancels what has not started).
+            where = err.filename or compiled.root
+            raise OSError(err.errno, f"cannot write the compile cache {where}: {err.strerror or err}") from err
         finally:
             _workers[spec].put(worker)
             slots.put(slot)
@@ -95,6 +103,16 @@ def execute_programs(
             if progress:
                 progress()
     return [done[key] for key in keys]
+
+
+def no_space_detail(outcome: Outcome, config: SandboxConfig) -> Outcome:
+    """A program that failed on a full /tmp filled its own scratch space (the sandbox's
+    private tmpfs, the only place it can write, fresh for every program): say so."""
+    if outcome.status is not Status.FAILED or NO_SPACE not in outcome.stderr_tail.lower():
+        return outcome
+    why = (f"no space left in the sandbox's /tmp (tmp_size_mb={config.tmp_size_mb}, "
+           f"tmp_inodes={config.tmp_inodes})")
+    return replace(outcome, detail=f"{outcome.detail}; {why}" if outcome.detail else why)
 
 
 def judged_programs(problem: Problem, completion: str) -> list[Program]:

@@ -1,10 +1,12 @@
 """A warm sandbox worker: one bubblewrap sandbox per worker slot, holding a Python
 "zygote" (_zygote.py) that forks one child per step. The host sends it jobs and reads its
-answers; a worker that dies or stops answering is killed and started afresh."""
+answers; a worker that dies or stops answering is killed and started afresh, and the job it
+was given runs again on the fresh one."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import shutil
@@ -25,6 +27,7 @@ HIDDEN = ("/root", "/home", "/run", "/var/tmp", "/mnt", "/media", "/srv")
 #: What the zygote needs to administer its children; a child that drops to its uid loses them all.
 CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER")
 SYSTEM_DIRS = {"/", "/usr", "/bin", "/lib", "/lib64", "/etc", "/opt", "/usr/local"}
+log = logging.getLogger(__name__)
 
 
 class WorkerError(OSError):
@@ -121,7 +124,19 @@ class Worker:
 
     def run(self, job: dict, limit_s: float) -> dict:
         """Send a job and wait for its answer, at most limit_s seconds (a backstop: the
-        worker enforces each step's own limit)."""
+        worker enforces each step's own limit). A worker that dies or stops answering is
+        replaced and the job sent once more (every job starts from a fresh directory, so
+        running it again is safe): only a second failure in a row raises WorkerError."""
+        try:
+            return self._run_once(job, limit_s)
+        except WorkerError as err:
+            log.warning("%s; running its job again on a fresh sandbox worker", err)
+            try:
+                return self._run_once(job, limit_s)
+            except WorkerError as again:
+                raise WorkerError(f"{again}; the try before, on another worker: {err}") from again
+
+    def _run_once(self, job: dict, limit_s: float) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             self.close()
             self._start()

@@ -4,8 +4,9 @@ method, `trl.experimental.ppo`) or GRPO, selectable in params.yaml."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from coderanker.training.ray_train import RayTrainConfig, fit, report_model, trainer_defaults
 
@@ -14,34 +15,34 @@ from coderanker.training.ray_train import RayTrainConfig, fit, report_model, tra
 class PolicyTrainConfig:
     """The `ppo` section of params.yaml."""
 
-    algorithm: str = "ppo"
+    algorithm: Literal["ppo", "grpo"] = "ppo"
     """ppo (TRL PPOTrainer, value model from the reranker) or grpo (TRL GRPOTrainer)."""
-    init: str = "base"
+    init: Literal["base", "previous"] = "base"
     """base: every round starts from the initial policy (the paper); previous: continue."""
-    total_episodes: int = 24
+    total_episodes: int = field(default=24, metadata={"min": 1})
     """Prompts rolled out in all (PPO episodes)."""
-    batch_size: int = 4
+    batch_size: int = field(default=4, metadata={"min": 1})
     """Episodes per PPO step (per device)."""
-    num_mini_batches: int = 1
-    gradient_accumulation_steps: int = 1
-    num_ppo_epochs: int = 2
-    response_length: int = 96
+    num_mini_batches: int = field(default=1, metadata={"min": 1})
+    gradient_accumulation_steps: int = field(default=1, metadata={"min": 1})
+    num_ppo_epochs: int = field(default=2, metadata={"min": 1})
+    response_length: int = field(default=96, metadata={"min": 1})
     """Generated tokens per episode."""
-    temperature: float = 0.8
-    kl_coef: float = 0.05
-    kl_estimator: str = "k3"
+    temperature: float = field(default=0.8, metadata={"gt": 0})
+    kl_coef: float = field(default=0.05, metadata={"min": 0})
+    kl_estimator: Literal["k1", "k3"] = "k3"
     """k1 (TRL's default, unbiased but can be negative per batch) or k3 (non-negative)."""
-    learning_rate: float = 3e-6
-    missing_eos_penalty: float = 1.0
+    learning_rate: float = field(default=3e-6, metadata={"gt": 0})
+    missing_eos_penalty: float = field(default=1.0, metadata={"min": 0})
     """Subtracted from the reward of responses without EOS (0: off)."""
-    grpo_num_generations: int = 4
-    reward_eval_prompts: int = 8
+    grpo_num_generations: int = field(default=4, metadata={"min": 2})
+    """GRPO only: completions per prompt in a group."""
+    reward_eval_prompts: int = field(default=8, metadata={"min": 0})
     """After training, the reward of the initial and the trained policy is measured on
     this many training prompts (0: skip)."""
-    reward_eval_samples: int = 4
+    reward_eval_samples: int = field(default=4, metadata={"min": 1})
     """Sampled responses per prompt in that measurement."""
-    """GRPO only: completions per prompt in a group."""
-    seed: int = 0
+    seed: int = field(default=0, metadata={"min": 0})
 
 
 def train_policy(prompts: list[dict], policy_dir: str | os.PathLike, reranker_dir: str | os.PathLike,
@@ -78,13 +79,12 @@ def _summary(log_history: list[dict], kl_key: str, reward_key: str) -> dict:
 
 
 def ppo_worker(loop: dict) -> None:
-    import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
     config = PolicyTrainConfig(**loop["config"])
-    torch.manual_seed(config.seed)
+    set_seed(config.seed)  # numpy too: TRL's PPO permutes each mini-batch with np.random
     tokenizer = AutoTokenizer.from_pretrained(loop["policy"], padding_side="left")
     policy = AutoModelForCausalLM.from_pretrained(loop["policy"])
     ref_policy = AutoModelForCausalLM.from_pretrained(loop["policy"])
@@ -158,13 +158,12 @@ def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], confi
 
 
 def grpo_worker(loop: dict) -> None:
-    import torch
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
     from trl import GRPOConfig, GRPOTrainer
 
     config = PolicyTrainConfig(**loop["config"])
-    torch.manual_seed(config.seed)
+    set_seed(config.seed)  # python, numpy and torch
     tokenizer = AutoTokenizer.from_pretrained(loop["policy"], padding_side="left")
     reward = AutoModelForSequenceClassification.from_pretrained(loop["reranker"], num_labels=1)
     reward_tokenizer = AutoTokenizer.from_pretrained(loop["reranker"])

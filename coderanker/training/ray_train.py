@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,9 @@ TRAINING_LOG = "training_log.json"
 class RayTrainConfig:
     """Where and how wide training runs; the `ray` section of params.yaml."""
 
-    num_workers: int = 1
+    num_workers: int = field(default=1, metadata={"min": 1})
     """Ray Train workers (data-parallel replicas)."""
-    cpus_per_worker: int = 2
+    cpus_per_worker: int = field(default=2, metadata={"min": 1})
     use_gpu: bool = False
     storage_path: str = ""
     """Ray Train storage for checkpoints; empty: a temporary local directory."""
@@ -85,8 +85,15 @@ def report_model(model, tokenizer, metrics: dict, log_history: list[dict]) -> No
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (Path(tmp) / TRAINING_LOG).write_text(json.dumps(log_history, indent=1))
+        (Path(tmp) / TRAINING_LOG).write_text(json.dumps(without_timings(log_history), indent=1))
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+
+
+def without_timings(log_history: list[dict]) -> list[dict]:
+    """The log minus wall-clock figures (runtime, per-second rates): a model directory is a
+    DVC output and must be the same bytes whenever the same seeded training runs."""
+    timing = ("runtime", "_per_second", "per_second")
+    return [{k: v for k, v in entry.items() if not k.endswith(timing) and k != "eps"} for entry in log_history]
 
 
 def read_training_log(model_dir: str | os.PathLike) -> list[dict]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from coderanker.training.ray_train import RayTrainConfig, fit, report_model, trainer_defaults
 
@@ -13,31 +14,31 @@ from coderanker.training.ray_train import RayTrainConfig, fit, report_model, tra
 class RerankerTrainConfig:
     """The `reranker` section of params.yaml."""
 
-    init: str = "seed"
+    init: Literal["seed", "previous"] = "seed"
     """seed: every round starts from the untrained reranker (the paper); previous: continue
     from the previous round's reranker."""
-    max_pairs: int = 0
+    max_pairs: int = field(default=0, metadata={"min": 0})
     """Cap on pairs per training run (0: all pairs so far, the paper). Under a cap, hard
     negatives come first, then this round's pairs, then a seeded sample of earlier ones:
     with init=previous that is continual training with replay, for small compute budgets."""
-    epochs: float = 1.0
-    learning_rate: float = 2e-5
-    batch_size: int = 4
+    epochs: float = field(default=1.0, metadata={"gt": 0})
+    learning_rate: float = field(default=2e-5, metadata={"gt": 0})
+    batch_size: int = field(default=4, metadata={"min": 1})
     """Pairs per device step."""
-    gradient_accumulation_steps: int = 1
-    max_length: int = 768
+    gradient_accumulation_steps: int = field(default=1, metadata={"min": 1})
+    max_length: int = field(default=768, metadata={"min": 1})
     """Tokens of model input + response; longer responses are cut, never dropped."""
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    center_rewards_coefficient: float = 0.0
-    seed: int = 0
-    score_batch_size: int = 8
+    warmup_ratio: float = field(default=0.1, metadata={"min": 0, "max": 1})
+    weight_decay: float = field(default=0.0, metadata={"min": 0})
+    center_rewards_coefficient: float = field(default=0.0, metadata={"min": 0})
+    seed: int = field(default=0, metadata={"min": 0})
+    score_batch_size: int = field(default=8, metadata={"min": 1})
     """Candidates scored per forward pass (mining, evaluation, rerank)."""
-    trainable_layers: int = 0
+    trainable_layers: int = field(default=0, metadata={"min": 0})
     """Train only the top N transformer layers (plus the final norm and the scalar head);
     0 trains everything. Backward passes stop at the lowest trainable layer, which on a CPU
     roughly halves the step time for N a fifth of the depth."""
-    fit_eval_pairs: int = 64
+    fit_eval_pairs: int = field(default=64, metadata={"min": 0})
     """Pairs (evenly spread over the training pairs, every round's included) on which
     accuracy and loss are measured before and after training; 0: all."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import copy_worktree, sh
+from ..helpers import copy_worktree, descendants, sh
 
 pytestmark = pytest.mark.integration
 OVERRIDES = {"data.train": ["data/sources/extra.jsonl"], "data.train_limit": 0}
@@ -107,7 +108,10 @@ def test_manual_run_then_no_change_then_new_problems(prefect):
     rounds = client.search_runs([experiment.experiment_id],
                                 f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert sorted(r.data.tags["coderanker.round"] for r in rounds) == ["r0", "r1"]
-    assert client.get_model_version_by_alias("coderanker-reranker", "champion") is not None
+    # The champion moves only on evidence; the decision and its figures are on the evaluate run.
+    (evaluate,) = client.search_runs([experiment.experiment_id], "tags.`coderanker.stage` = 'evaluate' and "
+                                     "tags.`coderanker.round` = 'r1'")
+    assert evaluate.data.tags["coderanker.promotion_why"]
 
     # Nothing changed: no stage runs again.
     stamps = {p: p.stat().st_mtime_ns for p in (repo / "metrics").glob("*.json")}
@@ -129,8 +133,11 @@ def test_manual_run_then_no_change_then_new_problems(prefect):
     assert "Running stage 'prepare_models'" not in rerun
     assert len((repo / "data" / "problems" / "train.jsonl").read_text().splitlines()) == 6
 
-    # The evaluate flow scores the champion reranker on executed candidates.
+    # The evaluate flow scores a registered reranker (the champion by default) on executed candidates.
+    versions = client.search_model_versions("name='coderanker-reranker'")
+    newest = max(int(v.version) for v in versions)
     out = sh(["prefect", "deployment", "run", "evaluate/champion", "--param",
+              f"reranker=models:/coderanker-reranker/{newest}", "--param",
               "results=data/r1/results/eval-starter.jsonl", "--watch"], repo, env)
     assert "Completed" in out, out[-3000:]
 
@@ -139,3 +146,52 @@ def test_nightly_deployment_carries_its_cron_schedule(prefect):
     repo, env, _ = prefect
     out = sh(["prefect", "deployment", "inspect", "self-training/nightly"], repo, env)
     assert "0 2 * * *" in out and "UTC" in out
+
+
+def test_a_flow_run_whose_worker_dies_is_rerun_and_resumes_from_dvc(prefect):
+    """SIGKILL the worker and its flow run's whole process tree part-way through a run (the
+    training data changed, so the pipeline re-runs from the data stage); a new worker and a
+    second run finish it without re-running a stage the dead run had finished, and the dead
+    run's MLflow parent ends KILLED."""
+    repo, env, worker_log = prefect
+    from coderanker.sources import starter
+
+    with (repo / "data" / "sources" / "extra.jsonl").open("a") as handle:
+        handle.write(json.dumps(starter("train")[6].to_record()) + "\n")
+    before = len(worker_log.read_text())
+    sh(["prefect", "deployment", "run", "self-training/manual", "--param", "profile=tiny", "--param", "rounds=1",
+        "--param", f"overrides={json.dumps(OVERRIDES)}"], repo, env)
+    deadline = time.monotonic() + 1200
+    while "Running stage 'mine@r0'" not in worker_log.read_text()[before:]:
+        assert time.monotonic() < deadline, worker_log.read_text()[before:][-3000:]
+        time.sleep(0.5)
+    dead_log = worker_log.read_text()[before:]
+    finished = set(re.findall(r"Running stage '([^']+)'", dead_log)) - {"mine@r0"}
+    assert {"prepare_data", "sample@r0", "execute@r0"} <= finished
+    workers = [int(line.split()[1]) for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
+               text=True).stdout.splitlines()[1:] if "prefect worker start" in line]
+    for pid in [p for w in workers for p in [w, *descendants(w)]]:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    time.sleep(2)
+    worker = start(["prefect", "worker", "start", "--pool", "coderanker"], repo, env, worker_log.with_suffix(".2.log"))
+    try:
+        out = run_manual(repo, env)
+        assert "Completed" in out, out[-3000:]
+        rerun = worker_log.with_suffix(".2.log").read_text()
+        again = finished & set(re.findall(r"Running stage '([^']+)'", rerun))
+        assert not again, f"stages the dead run had finished ran again: {sorted(again)}"
+        assert "Running stage 'mine@r0'" in rerun and "Running stage 'evaluate@r1'" in rerun
+    finally:
+        stop(worker)
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("coderanker")
+    parents = client.search_runs([experiment.experiment_id], "tags.`coderanker.orchestrator` = 'prefect'",
+                                 order_by=["attributes.start_time ASC"])
+    assert [p.info.status for p in parents[-2:]] == ["KILLED", "FINISHED"]
+    assert not client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")

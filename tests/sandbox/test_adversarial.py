@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from coderanker.sandbox import SandboxConfig, Status, execute_programs
+from coderanker.sandbox import SandboxConfig, Status
+from coderanker.sandbox.pool import execute_programs
 
 # uid_base 63000: apart from the pipeline's default sandbox uids, so a pipeline running on the
 # same machine never shows up in (or counts against) these tests.

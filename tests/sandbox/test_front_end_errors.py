@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from coderanker.problems import Problem
-from coderanker.sandbox import SandboxConfig, Status, execute_programs
+from coderanker.sandbox import SandboxConfig, Status
+from coderanker.sandbox.pool import execute_programs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sandbox"
 

@@ -13,7 +13,8 @@ import pytest
 from coderanker.executor import execute_candidates
 from coderanker.languages import LANGUAGES
 from coderanker.problems import Problem
-from coderanker.sandbox import IOCases, SandboxConfig, Status, execute_programs
+from coderanker.sandbox import IOCases, SandboxConfig, Status
+from coderanker.sandbox.pool import execute_programs
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sandbox" / "io.jsonl"
 

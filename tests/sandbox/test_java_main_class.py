@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from coderanker.languages import main_class
-from coderanker.sandbox import SandboxConfig, Status, execute_programs
+from coderanker.sandbox import SandboxConfig, Status
+from coderanker.sandbox.pool import execute_programs
 
 HUMANEVAL_X_PROMPT = """import java.util.*;
 import java.lang.*;

@@ -12,7 +12,8 @@ import pytest
 from coderanker.languages import LANGUAGES
 from coderanker.problems import Problem
 from coderanker.prompting import truncate_at_stop
-from coderanker.sandbox import SandboxConfig, Status, execute_programs
+from coderanker.sandbox import SandboxConfig, Status
+from coderanker.sandbox.pool import execute_programs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sandbox"
 EXPECTED = {"reference": Status.PASSED, "wrong": Status.FAILED, "broken": Status.COMPILE_ERROR}

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from coderanker.sandbox import SandboxConfig, Status, execute_programs
+from coderanker.sandbox import SandboxConfig, Status
+from coderanker.sandbox.pool import execute_programs
 from coderanker.sources import load_source
 
 SOURCES = Path(__file__).resolve().parents[1] / "fixtures" / "sources"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from coderanker.sandbox import SandboxConfig, execute_programs
+from coderanker.sandbox import SandboxConfig
+from coderanker.sandbox.pool import execute_programs
 from coderanker.sources import humaneval, starter
 
 CONFIG = SandboxConfig(workers=2, uid_base=63100)

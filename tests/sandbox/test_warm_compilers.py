@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from coderanker.problems import Problem
-from coderanker.sandbox import IOCases, SandboxConfig, Status, execute_programs
+from coderanker.sandbox import IOCases, SandboxConfig, Status
+from coderanker.sandbox.pool import execute_programs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sandbox"
 ROOT = os.geteuid() == 0

@@ -12,6 +12,7 @@ import pytest
 from coderanker.metrics import (
     bootstrap_ci95,
     compare_on_pool,
+    figure_fields,
     group_by_problem,
     pairwise_accuracy,
     pass_at_k,
@@ -224,6 +225,15 @@ def test_gap_closed_on_original_table():
 def test_gap_closed_none_without_headroom():
     rows = [row("a", "passed", 0), row("a", "passed", 1), row("b", "failed", 0), row("b", "failed", 1)]
     assert summarise(rows, score=by_score)["gap_closed"] is None
+
+
+def test_figures_of_results_cut_to_figure_fields_equal_those_of_the_full_results():
+    """What streaming evaluation keeps per candidate: everything else (programs, outputs) goes."""
+    full = [{**r, "completion": f"return {i}", "detail": "out" * i, "language": "py"} for i, r in enumerate(TABLE)]
+    cut = [figure_fields(r, "score") for r in full]
+    assert not any({"completion", "detail", "sample"} & r.keys() for r in cut)
+    assert summarise(cut, score=by_score) == summarise(full, score=by_score)
+    assert summarise(cut) == summarise(full)
 
 
 def test_figures_without_a_score():

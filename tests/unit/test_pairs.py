@@ -95,11 +95,11 @@ def test_mine_round_without_scorer_mines_no_hard_negatives():
     assert report.hard_negatives == 0 and {p["kind"] for p in pairs} == {"pair"}
 
 
-def test_a_pair_also_mined_as_hard_negative_stays_marked_hard():
+def test_a_pair_also_mined_as_hard_negative_later_is_kept_as_that_round_s_hard_negative():
     regular = {"name": "a", "kind": "pair", "chosen_completion": "g", "rejected_completion": "b", "round": "r0"}
     hard = {**regular, "kind": "hard_negative", "round": "r1", "rejected_score": 2.0}
     (kept,) = dedupe_pairs([regular, hard])
-    assert kept["kind"] == "hard_negative" and kept["rejected_score"] == 2.0 and kept["round"] == "r0"
+    assert kept["kind"] == "hard_negative" and kept["rejected_score"] == 2.0 and kept["round"] == "r1"
 
 
 def test_training_pairs_under_a_cap_put_hard_negatives_then_new_pairs_first():

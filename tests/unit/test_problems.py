@@ -244,7 +244,8 @@ def test_mbpp_from_a_local_file_in_hub_format(tmp_path):
     (problem,) = load_source(f"mbpp:test={mbpp_file}")
     assert problem.name == "MBPP_2" and problem.entry_point == "add" and problem.split == "eval"
     assert problem.visible_tests == "\nassert add(1, 2) == 3\n"  # the test the MBPP prompt shows
-    from coderanker.sandbox import SandboxConfig, execute_programs
+    from coderanker.sandbox import SandboxConfig
+    from coderanker.sandbox.pool import execute_programs
 
     programs = [("py", problem.program(problem.reference)), ("py", problem.visible_program(problem.reference)),
                 ("py", problem.program("def add(a, b):\n    return a - b\n"))]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from coderanker.generation import reference_candidate
 from coderanker.problems import Problem
 from coderanker.prompting import chat_messages, extract_completion, strip_docstrings, truncate_at_stop
-from coderanker.sandbox import SandboxConfig, execute_programs
+from coderanker.sandbox import SandboxConfig
+from coderanker.sandbox.pool import execute_programs
 
 PROBLEM = Problem(
     name="double", language="py",

@@ -1,0 +1,3 @@
+from benchmarks.execute_rss.run import main
+
+raise SystemExit(main())
