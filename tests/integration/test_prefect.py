@@ -168,7 +168,7 @@ def test_a_flow_run_whose_worker_dies_is_rerun_and_resumes_from_dvc(prefect):
     dead_log = worker_log.read_text()[before:]
     finished = set(re.findall(r"Running stage '([^']+)'", dead_log)) - {"mine@r0"}
     assert {"prepare_data", "sample@r0", "execute@r0"} <= finished
-    workers = [int(line.split()[1]) for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
+    workers = [int(line.split()[0]) for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
                text=True).stdout.splitlines()[1:] if "prefect worker start" in line]
     for pid in [p for w in workers for p in [w, *descendants(w)]]:
         try:
