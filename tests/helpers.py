@@ -51,3 +51,16 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def lock_stages(repo: Path) -> dict[str, dict]:
+    """dvc.lock's stages ({} when there is no lock yet)."""
+    import yaml
+
+    path = repo / "dvc.lock"
+    return (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.exists() else {}
+
+
+def lock_outs(repo: Path) -> dict[str, str]:
+    """Each output path in dvc.lock with its md5."""
+    return {out["path"]: out["md5"] for stage in lock_stages(repo).values() for out in stage.get("outs", [])}

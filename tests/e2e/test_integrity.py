@@ -14,17 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..helpers import sh
+from ..helpers import lock_outs, sh
 
 pytestmark = pytest.mark.e2e
 # One stage of every kind; seeded, so each must reproduce its outputs exactly.
 FORCED = ("prepare_models", "prepare_data", "ppo@r1", "sample@r0", "execute@r0", "mine@r1", "train_reranker@r0",
           "evaluate@r0")
-
-
-def lock_outs(repo: Path) -> dict[str, str]:
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
 
 
 def workspace_outs(repo: Path) -> dict[str, str]:
@@ -58,6 +53,7 @@ def repo(tmp_path, tiny_repo) -> Path:
 
 def test_a_forced_rerun_of_seeded_stages_writes_identical_outputs(repo):
     before = lock_outs(repo)
+    assert before, "the tiny run left no dvc.lock"
     for stage in FORCED:
         out = sh(["dvc", "repro", "--force", "--single-item", stage], repo)
         assert f"Running stage '{stage}'" in out

@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from ..helpers import copy_worktree, descendants, sh
+from ..helpers import copy_worktree, descendants, lock_outs, lock_stages, sh
 
 pytestmark = pytest.mark.e2e
 PAUSE_ENV = "CODERANKER_PAUSE_BEFORE_COMMIT"
@@ -69,17 +68,6 @@ def repro_until_paused(repo: Path, address: str, timeout_s: float = 900) -> list
     process.wait(timeout=60)
     reader.join(timeout=10)
     return RUNNING.findall("".join(lines))
-
-
-def lock_stages(repo: Path) -> dict[str, dict]:
-    path = repo / "dvc.lock"
-    return (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.exists() else {}
-
-
-def lock_outs(repo: Path) -> dict[str, str]:
-    lock = yaml.safe_load((repo / "dvc.lock").read_text()) if (repo / "dvc.lock").exists() else {}
-    return {out["path"]: out["md5"] for stage in (lock or {}).get("stages", {}).values()
-            for out in stage.get("outs", [])}
 
 
 def mlflow_runs(repo: Path) -> list:
