@@ -38,8 +38,11 @@ def stop(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
         os.killpg(process.pid, 9)
+        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -148,26 +151,9 @@ def test_nightly_deployment_carries_its_cron_schedule(prefect):
     assert "0 2 * * *" in out and "UTC" in out
 
 
-def test_a_flow_run_whose_worker_dies_is_rerun_and_resumes_from_dvc(prefect):
-    """SIGKILL the worker and its flow run's whole process tree part-way through a run (the
-    training data changed, so the pipeline re-runs from the data stage); a new worker and a
-    second run finish it without re-running a stage the dead run had finished, and the dead
-    run's MLflow parent ends KILLED."""
-    repo, env, worker_log = prefect
-    from coderanker.sources import starter
-
-    with (repo / "data" / "sources" / "extra.jsonl").open("a") as handle:
-        handle.write(json.dumps(starter("train")[6].to_record()) + "\n")
-    before = len(worker_log.read_text())
-    sh(["prefect", "deployment", "run", "self-training/manual", "--param", "profile=tiny", "--param", "rounds=1",
-        "--param", f"overrides={json.dumps(OVERRIDES)}"], repo, env)
-    deadline = time.monotonic() + 1200
-    while "Running stage 'mine@r0'" not in worker_log.read_text()[before:]:
-        assert time.monotonic() < deadline, worker_log.read_text()[before:][-3000:]
-        time.sleep(0.5)
-    dead_log = worker_log.read_text()[before:]
-    finished = set(re.findall(r"Running stage '([^']+)'", dead_log)) - {"mine@r0"}
-    assert {"prepare_data", "sample@r0", "execute@r0"} <= finished
+def kill_workers() -> None:
+    """SIGKILL every Prefect worker on this machine and its whole process tree (the flow run,
+    `dvc repro`, the stage)."""
     workers = [int(line.split()[0]) for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
                text=True).stdout.splitlines()[1:] if "prefect worker start" in line]
     for pid in [p for w in workers for p in [w, *descendants(w)]]:
@@ -176,6 +162,36 @@ def test_a_flow_run_whose_worker_dies_is_rerun_and_resumes_from_dvc(prefect):
         except ProcessLookupError:
             pass
     time.sleep(2)
+
+
+def test_a_flow_run_whose_worker_dies_is_rerun_and_resumes_from_dvc(prefect):
+    """SIGKILL the worker and its flow run's whole process tree part-way through a run (the
+    training data changed, so the pipeline re-runs from the data stage; `mine@r0` is held by
+    the failpoint before its outputs are in place, so the kill lands inside a stage); a new
+    worker and a second run finish it without re-running a stage the dead run had finished,
+    and the dead run's MLflow parent ends KILLED."""
+    repo, env, worker_log = prefect
+    from coderanker.sources import starter
+
+    with (repo / "data" / "sources" / "extra.jsonl").open("a") as handle:
+        handle.write(json.dumps(starter("train")[6].to_record()) + "\n")
+    kill_workers()
+    paused_log = worker_log.with_suffix(".paused.log")
+    paused = start(["prefect", "worker", "start", "--pool", "coderanker"], repo,
+                   {**env, "CODERANKER_PAUSE_BEFORE_COMMIT": "mine@r0"}, paused_log)
+    try:
+        sh(["prefect", "deployment", "run", "self-training/manual", "--param", "profile=tiny", "--param",
+            "rounds=1", "--param", f"overrides={json.dumps(OVERRIDES)}"], repo, env)
+        deadline = time.monotonic() + 1200
+        while "mine@r0: paused before putting its outputs in place" not in paused_log.read_text():
+            assert time.monotonic() < deadline, paused_log.read_text()[-3000:]
+            assert paused.poll() is None, paused_log.read_text()[-3000:]
+            time.sleep(0.5)
+        finished = set(re.findall(r"Running stage '([^']+)'", paused_log.read_text())) - {"mine@r0"}
+        assert {"prepare_data", "sample@r0", "execute@r0"} <= finished
+        kill_workers()
+    finally:
+        stop(paused)
     worker = start(["prefect", "worker", "start", "--pool", "coderanker"], repo, env, worker_log.with_suffix(".2.log"))
     try:
         out = run_manual(repo, env)
