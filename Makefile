@@ -21,9 +21,12 @@ setup: system-packages
 # The sandbox: bubblewrap, and the toolchains of the eight MultiPL-E languages, each
 # installed only when its command is missing (so a second run is quick). Workers run the
 # system Python (/usr/bin/python3: /root is hidden from the sandbox); git is needed by DVC.
-# TypeScript is pinned and project-local (.tools/, ignored by git).
+# TypeScript is pinned and project-local (.tools/, ignored by git). The scale-out tests start
+# PostgreSQL (under the MLflow and Prefect servers) and an OpenSSH server (the DVC remote);
+# docker-compose validates infra/compose.yaml (no engine here); Chromium checks MLflow's UI.
 SYSTEM_COMMANDS := python3:python3-minimal git:git bwrap:bubblewrap g++:g++ javac:default-jdk-headless \
-	node:nodejs npm:npm php:php-cli mcs:mono-mcs mono:mono-runtime
+	node:nodejs npm:npm php:php-cli mcs:mono-mcs mono:mono-runtime \
+	docker-compose:docker-compose chromium:chromium
 TYPESCRIPT := 5.9.3
 system-packages:
 	@missing=""; for pair in $(SYSTEM_COMMANDS); do \
@@ -31,6 +34,8 @@ system-packages:
 	[ -f /usr/share/java/javatuples.jar ] || missing="$$missing libjavatuples-java"; \
 	[ -f /usr/lib/mono/4.5/System.Numerics.dll ] || missing="$$missing libmono-system-numerics4.0-cil"; \
 	[ -x /usr/bin/python3 ] || missing="$$missing python3-minimal"; \
+	[ -x /usr/lib/postgresql/15/bin/postgres ] || missing="$$missing postgresql"; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	if [ -n "$$missing" ]; then apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
 	@grep -qs '"version": "$(TYPESCRIPT)"' .tools/node_modules/typescript/package.json || \

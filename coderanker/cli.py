@@ -177,6 +177,7 @@ def params_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from coderanker.reranker import BATCH_SIZE, MAX_LENGTH
     from coderanker.sources import SOURCES_HELP
 
     parser = argparse.ArgumentParser(prog="coderanker", description=__doc__)
@@ -240,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--problems", required=True, type=Path)
     rerank.add_argument("--candidates", required=True, type=Path)
     rerank.add_argument("--out", required=True, type=Path)
-    rerank.add_argument("--batch-size", type=int, default=8)
-    rerank.add_argument("--max-length", type=int, default=1024)
+    rerank.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    rerank.add_argument("--max-length", type=int, default=MAX_LENGTH)
     rerank.add_argument("--prune", action="store_true",
                         help="add visible_status and pruned to every row (see above)")
     rerank.add_argument("--params", default="params.yaml",

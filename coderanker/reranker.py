@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 
 RERANKER_META = "coderanker.json"
+BATCH_SIZE, MAX_LENGTH = 8, 1024  # scoring defaults (`coderanker rerank`, the served model)
+#: In a reranker logged to MLflow (a pyfunc model, see coderanker.serving), the pyfunc
+#: artifact holding its Hugging Face directory.
+HF_ARTIFACT = "hf_model"
 
 
 def write_meta(model_dir: str | os.PathLike, prompt_style: str) -> None:
@@ -67,23 +71,38 @@ def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed:
 
 
 def resolve_model_uri(uri: str) -> str:
-    """A local directory for a path or an MLflow URI (models:/name@alias, runs:/id/path)."""
+    """A local Hugging Face directory for a path or an MLflow URI (models:/name@alias,
+    runs:/id/reranker); an MLflow model (downloaded, or a directory) gives its HF artifact."""
     if "://" in uri or uri.startswith(("models:/", "runs:/")):
         import mlflow
 
         from coderanker.tracking import tracking_uri
 
         mlflow.set_tracking_uri(tracking_uri())  # MLFLOW_TRACKING_URI, else ./mlflow.db
-        return mlflow.artifacts.download_artifacts(artifact_uri=uri)
+        uri = mlflow.artifacts.download_artifacts(artifact_uri=uri)
     if not Path(uri).is_dir():
         raise FileNotFoundError(f"{uri}: no reranker directory there")
-    return uri
+    return str(hf_directory(uri))
+
+
+def hf_directory(path: str | os.PathLike) -> Path:
+    """A reranker's Hugging Face directory: `path` itself, or in an MLflow model (it has an
+    MLmodel file) the directory of its `hf_model` pyfunc artifact."""
+    if not Path(path, "MLmodel").exists():
+        return Path(path)
+    from mlflow.models import Model
+
+    artifacts = Model.load(str(path)).flavors.get("python_function", {}).get("artifacts", {})
+    if HF_ARTIFACT not in artifacts:
+        raise FileNotFoundError(f"{path}: an MLflow model without a {HF_ARTIFACT!r} artifact, not a reranker")
+    return Path(path, artifacts[HF_ARTIFACT]["path"])
 
 
 class Reranker:
     """Scores (problem, response) pairs; higher means more likely to pass."""
 
-    def __init__(self, model, tokenizer, prompt_style: str = "auto", max_length: int = 1024, batch_size: int = 8):
+    def __init__(self, model, tokenizer, prompt_style: str = "auto", max_length: int = MAX_LENGTH,
+                 batch_size: int = BATCH_SIZE):
         from coderanker.generation import resolve_style
 
         self.model, self.tokenizer = model.eval(), tokenizer

@@ -40,6 +40,13 @@ PARENT_TAG = "mlflow.parentRunId"
 OWNER = "coderanker.owner"  # host:pid:start of the process that ends the run
 EVIDENCE = "evidence/eval.json"  # per-problem outcomes a promotion decision rests on
 OUTPUT = "coderanker.out."  # + output path: the content hash (DVC md5) of what the stage wrote there
+RERANKER_ARTIFACT = "reranker"  # a train_reranker run's MLflow model (coderanker.serving): what is registered
+#: The experiment's kind for MLflow's UI: a model-training one (the UI's ExperimentKind
+#: CUSTOM_MODEL_DEVELOPMENT, mlflow/server/js/build/static/js/main.*.js), not GenAI.
+EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+#: MLflow 3.17's UI takes the view of every experiment page from its GenAI / Model training
+#: switch (default GenAI: an overview of traces), not from the tag; this query opens the runs.
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def tracking_uri(root: str | os.PathLike = ".") -> str:
@@ -56,15 +63,27 @@ def client(root: str | os.PathLike = "."):
 
 
 def experiment_id(mlflow_client, name: str | None = None) -> str:
+    """The pipeline's experiment, created on first use, tagged as a model-training one (an
+    older one without the tag gets it; a kind someone chose in the UI is left alone)."""
     name = name or os.environ.get("CODERANKER_EXPERIMENT", EXPERIMENT)
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
+        if EXPERIMENT_KIND not in found.tags:
+            mlflow_client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, TRAINING_KIND)
         return found.experiment_id
     artifacts = None
     uri = mlflow_client.tracking_uri
     if uri.startswith("sqlite:"):  # keep artifacts beside the database, absolute
         artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-    return mlflow_client.create_experiment(name, artifact_location=artifacts)
+    created = mlflow_client.create_experiment(name, artifact_location=artifacts,
+                                              tags={EXPERIMENT_KIND: TRAINING_KIND})
+    log.info("MLflow experiment %r created; its runs in `mlflow ui`: %s", name, experiment_page(created))
+    return created
+
+
+def experiment_page(experiment: str, server: str = "http://127.0.0.1:5000") -> str:
+    """The address of an experiment's runs table in MLflow's UI (`mlflow ui` serves on port 5000)."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment}?{TRAINING_VIEW}"
 
 
 def git_commit(root: str | os.PathLike = ".") -> str:
@@ -312,13 +331,14 @@ def _registered_model(mlflow_client) -> None:
 
 
 def register_reranker(stage: StageRun, source_run_id: str, evidence: dict, round_id: str):
-    """Register the reranker logged by `source_run_id` (artifact path `reranker`) with its
-    evaluation evidence (logged on this evaluate run), and move `champion` to it only when
-    the evidence shows a gain (see `promote_with_evidence`). Returns (version, promoted)."""
+    """Register the reranker logged by `source_run_id` (artifact path `reranker`, an MLflow
+    pyfunc model: see coderanker.serving) with its evaluation evidence (logged on this
+    evaluate run), and move `champion` to it only when the evidence shows a gain (see
+    `promote_with_evidence`). Returns (version, promoted)."""
     mlflow_client = stage.client
     _registered_model(mlflow_client)
     stage.log_dict(evidence, EVIDENCE)
-    source = f"{mlflow_client.get_run(source_run_id).info.artifact_uri}/reranker"
+    source = f"{mlflow_client.get_run(source_run_id).info.artifact_uri}/{RERANKER_ARTIFACT}"
     score = evidence.get("reranked_pass@1")
     version = mlflow_client.create_model_version(
         REGISTERED_RERANKER, source, run_id=source_run_id,

@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from tasks.dvc import checkout_lock, run_stage
+from tasks.dvc import pipeline_slot, publish_results, pull_outputs, run_stage
 from tasks.tracking import close_parent_run, open_parent_run, promote_reranker, record_round_metrics
 
 ROUND_STAGES = ("ppo", "sample", "execute", "mine", "train_reranker", "evaluate")
@@ -50,21 +50,32 @@ def summary_table(results: dict[str, dict], ran: dict[str, list[str]]) -> str:
 
 @flow(name="self-training", log_prints=True)
 def self_training(profile: str | None = None, rounds: int | None = None, promote: bool = True,
-                  overrides: dict[str, Any] | None = None, repo: str = ".") -> dict:
+                  overrides: dict[str, Any] | None = None, repo: str = ".", publish: bool = False) -> dict:
     """Run every round; DVC re-runs only the stages whose code, data or params changed.
 
     profile: configs/<profile>.yaml replaces params.yaml (None keeps it);
     rounds: self-training rounds after r0 (None keeps params.yaml's);
     promote: move the `champion` alias to the last round's reranker if it wins;
-    overrides: dotted params keys, e.g. {"sample.samples_per_problem": 4}.
+    overrides: dotted params keys, e.g. {"sample.samples_per_problem": 4};
+    publish: for a worker that runs each flow in a fresh clone (the `cluster` deployments):
+    first `dvc pull` what the DVC remote has of this commit's outputs, and at the end `dvc
+    push` the outputs and push params.yaml, dvc.lock and metrics/ to git origin on the
+    branch `coderanker-runs/<flow run name>` (see `tasks.dvc.publish_results`).
 
-    One run at a time per checkout: a run that starts while another holds the checkout
-    (a nightly run during a manual one) waits for it."""
+    One run of a pipeline at a time (a Prefect concurrency limit named after the repository
+    it was cloned from): a run that starts while another runs (a nightly run during a manual
+    one, on any worker) waits for it."""
     logger = get_run_logger()
     root = Path(repo).resolve()
     run_name = flow_run.get_name() or "local"
-    with checkout_lock(str(root), f"self-training flow run {run_name}", logger):
-        return _run_rounds(root, run_name, profile, rounds, promote, overrides or {}, logger)
+    with pipeline_slot(str(root), logger):
+        if publish:
+            pull_outputs(str(root), logger)
+        result = _run_rounds(root, run_name, profile, rounds, promote, overrides or {}, logger)
+        if publish:
+            branch = f"coderanker-runs/{run_name}"
+            result["published"] = {"branch": branch, "commit": publish_results(str(root), branch, logger)}
+        return result
 
 
 def _run_rounds(root: Path, run_name: str, profile: str | None, rounds: int | None, promote: bool,

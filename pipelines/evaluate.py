@@ -127,7 +127,9 @@ def track(args, params: dict, metrics: dict, run, primary: str) -> None:
     run.log_figure(pass_at_1_by_round(history, "pass@1 by round (primary eval set)"), "plots/pass_at_1.png")
     trained = find_stage_run(run.client, args.reranker)
     if trained is None:  # a reranker from a DVC remote, without its MLflow run: log it here
-        run.log_artifact(args.reranker, "reranker")
+        from coderanker.serving import log_reranker
+
+        log_reranker(run, args.reranker)
     source = trained.info.run_id if trained is not None else run.run_id
     register_reranker(run, source, evidence(args.problems / f"eval-{primary}.jsonl",
                                             args.scored / f"eval-{primary}.jsonl",

@@ -1,5 +1,6 @@
 """DVC stage train_reranker@<round>: Bradley-Terry training (TRL RewardTrainer on Ray Train)
-on every pair accumulated so far. -> OUT (a reranker directory with training_log.json)."""
+on every pair accumulated so far. -> OUT (a reranker directory with training_log.json), also
+logged to MLflow as the pyfunc model `reranker` (coderanker.serving)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.problems import by_name, load_problems
     from coderanker.reranker import encode_pair, read_prompt_style, write_meta
     from coderanker.runtime import training_dtype
+    from coderanker.serving import log_reranker
     from coderanker.tracking import stage_run
     from coderanker.training.ray_train import RayTrainConfig, read_training_log
     from coderanker.training.reward import RerankerTrainConfig, select_training_pairs, train_reranker
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         run.log_curves(read_training_log(out))
         run.log_metrics(metrics, prefix="final.")
-        run.log_artifact(out, "reranker")
+        log_reranker(run, out)  # the MLflow model `reranker` (pyfunc), which evaluate registers
     print(json.dumps(metrics, indent=2))
 
 

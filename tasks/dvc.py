@@ -1,15 +1,15 @@
-"""A Prefect task that runs one DVC stage and streams its output into the Prefect log, and
-the lock that lets one pipeline run at a time use a checkout."""
+"""A Prefect task that runs one DVC stage and streams its output into the Prefect log; the
+slot that lets one run of a pipeline go at a time (a Prefect global concurrency limit, so
+it holds across hosts); publishing a run's results from a throw-away clone (DVC remote and
+a git branch)."""
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,42 +69,87 @@ def run_stage(target: str, repo: str, env: dict[str, str] | None = None) -> list
     return ran
 
 
-@contextmanager
-def checkout_lock(repo: str, holder: str, logger: logging.Logger | logging.LoggerAdapter,
-                  timeout_s: float | None = None, poll_s: float = 5.0) -> Iterator[Path]:
-    """Hold the checkout for one pipeline run: a nightly run that fires while a manual one is
-    running waits for it, instead of rewriting params.yaml under it and failing on DVC's lock
-    halfway. Raises TimeoutError naming the holder after `timeout_s` (None: wait for ever).
+def pipeline_identity(repo: str) -> str:
+    """What makes two runs the same pipeline: the git remote the checkout was cloned from (so
+    workers on different hosts, each in its own clone, share it), else the checkout's path."""
+    found = subprocess.run(["git", "config", "--get", "remote.origin.url"], cwd=repo, capture_output=True,
+                           text=True)
+    return found.stdout.strip() or str(Path(repo).resolve())
 
-    An flock on .dvc/tmp/self-training.lock: the kernel drops it when its holder dies, so a
-    killed run never leaves the checkout locked."""
-    path = Path(repo) / ".dvc" / "tmp" / "self-training.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        started, next_report = time.monotonic(), 0.0
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                handle.seek(0)
-                other = handle.read().strip() or "another process"
-                waited = time.monotonic() - started
-                if timeout_s is not None and waited >= timeout_s:
-                    raise TimeoutError(f"{path}: the checkout is held by {other}; "
-                                       f"gave up after {waited:.0f} s") from None
-                if waited >= next_report:  # at once, then every 10 minutes
-                    logger.info("waiting for %s, which holds %s", other, path)
-                    next_report += 600
-                time.sleep(poll_s)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{holder} (pid {os.getpid()})\n")
-        handle.flush()
+
+def slot_name(repo: str) -> str:
+    """The Prefect global concurrency limit that serialises one pipeline's runs."""
+    import hashlib
+
+    identity = pipeline_identity(repo)
+    return f"coderanker-pipeline-{Path(identity.rstrip('/')).name.removesuffix('.git')}-" \
+           f"{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+
+
+@contextmanager
+def pipeline_slot(repo: str, logger: logging.Logger | logging.LoggerAdapter, timeout_s: float | None = None,
+                  lease_s: float = 60.0) -> Iterator[str]:
+    """Hold the pipeline's one slot for a whole run: a nightly run that fires while a manual
+    one is running (on this worker or another host's) waits for it, instead of racing it
+    through the same stages. A Prefect global concurrency limit of 1, created on first use;
+    the slot is a lease the run renews, so a run that dies frees it within `lease_s` (Prefect
+    takes 60 s at least).
+    Raises TimeoutError after `timeout_s` (None: wait for ever)."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = slot_name(repo)
+    with get_client(sync_client=True) as client:
         try:
-            yield path
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            client.upsert_global_concurrency_limit_by_name(name, 1)
+        except ObjectAlreadyExists:  # another run created it between the read and the create
+            pass
+        held = [limit for limit in client.read_global_concurrency_limits(limit=200)
+                if limit.name == name and limit.active_slots]
+    if held:
+        logger.info("waiting for the run that holds %s (one run of this pipeline at a time)", name)
+    with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True, lease_duration=lease_s):
+        yield name
+
+
+def pull_outputs(repo: str, logger: logging.Logger | logging.LoggerAdapter) -> None:
+    """In a fresh clone: fetch from the DVC remote the outputs this commit's dvc.lock names,
+    so that DVC re-runs only the stages whose inputs changed. What the remote lacks is left
+    to re-run (a warning, not a failure)."""
+    venv_bin = str(Path(sys.executable).parent)
+    environment = {**os.environ, "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}
+    pulled = subprocess.run(["dvc", "pull", "--allow-missing"], cwd=repo, env=environment, capture_output=True,
+                            text=True)
+    text = (pulled.stdout + pulled.stderr).strip()
+    if pulled.returncode != 0:
+        logger.warning("dvc pull failed; every stage will run:\n%s", text[-2000:])
+    else:
+        logger.info("dvc pull: %s", (text.splitlines() or ["nothing to pull"])[-1])
+
+
+def publish_results(repo: str, branch: str, logger: logging.Logger | logging.LoggerAdapter) -> str:
+    """Make a run in a throw-away clone usable elsewhere: `dvc push` its outputs to the DVC
+    remote, then commit params.yaml, dvc.lock and metrics/ on `branch` and push it to git
+    `origin`. A clone of that branch, after `dvc pull`, has nothing to re-run. Returns the
+    commit pushed."""
+    def git(*args: str) -> str:
+        identity = ["-c", "user.name=coderanker", "-c", f"user.email=coderanker@{os.uname().nodename}"]
+        return subprocess.run(["git", *identity, *args], cwd=repo, check=True, capture_output=True,
+                               text=True).stdout.strip()
+
+    venv_bin = str(Path(sys.executable).parent)
+    environment = {**os.environ, "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}
+    pushed = subprocess.run(["dvc", "push"], cwd=repo, env=environment, capture_output=True, text=True)
+    if pushed.returncode != 0:
+        raise RuntimeError(f"dvc push failed in {repo} (is a default DVC remote configured?):\n"
+                           f"{pushed.stdout[-2000:]}{pushed.stderr[-2000:]}")
+    logger.info("dvc push: %s", (pushed.stdout.strip().splitlines() or ["done"])[-1])
+    git("checkout", "-B", branch)
+    git("add", "params.yaml", "dvc.lock", "metrics")
+    if git("status", "--porcelain", "--", "params.yaml", "dvc.lock", "metrics"):
+        git("commit", "-q", "-m", f"coderanker run results ({branch})")
+    git("push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}")
+    commit = git("rev-parse", "HEAD")
+    logger.info("results pushed to origin %s at %s", branch, commit[:12])
+    return commit

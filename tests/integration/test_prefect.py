@@ -211,3 +211,27 @@ def test_a_flow_run_whose_worker_dies_is_rerun_and_resumes_from_dvc(prefect):
                                  order_by=["attributes.start_time ASC"])
     assert [p.info.status for p in parents[-2:]] == ["KILLED", "FINISHED"]
     assert not client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+
+
+def test_one_run_of_a_pipeline_at_a_time_and_a_dead_holder_frees_its_slot(prefect):
+    """The pipeline slot is a Prefect global concurrency limit on the server: a second
+    process waits while the first holds it, and a holder killed with SIGKILL frees it when
+    its lease runs out."""
+    repo, env, _ = prefect
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import logging, sys; from tasks.dvc import pipeline_slot\n"
+         f"with pipeline_slot({str(repo)!r}, logging.getLogger(), lease_s=60):\n"
+         "    print('held', flush=True); sys.stdin.read()"],
+        cwd=repo, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        waiter = ("import logging; from tasks.dvc import pipeline_slot\n"
+                  f"with pipeline_slot({str(repo)!r}, logging.getLogger(), timeout_s={{}}):\n    print('got it')")
+        refused = subprocess.run([sys.executable, "-c", waiter.format(5)], cwd=repo, env=env, capture_output=True,
+                                 text=True)
+        assert refused.returncode != 0 and "TimeoutError" in refused.stderr, refused.stderr[-2000:]
+    finally:
+        holder.kill()
+        holder.wait()
+    got = subprocess.run([sys.executable, "-c", waiter.format(240)], cwd=repo, env=env, capture_output=True, text=True)
+    assert got.returncode == 0 and "got it" in got.stdout, got.stderr[-2000:]

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 import subprocess
-import sys
-
-import pytest
 
 from coderanker.config import load_params
 from flows.self_training import configure, summary_table
-from tasks.dvc import checkout_lock
+from tasks.dvc import pipeline_identity, slot_name
 
 from ..helpers import REPO
 
@@ -49,28 +45,19 @@ def test_summary_table_has_a_row_per_round():
     assert len(lines) == 3 and lines[2].startswith("| r0 | 50 | 0.100 | 0.120 | 0.200 | 0.300 | - | 10 | 0 | 1 |")
 
 
-def test_checkout_lock_admits_one_run_at_a_time_and_names_the_holder(tmp_path):
-    log = logging.getLogger("test")
-    with checkout_lock(str(tmp_path), "flow run first", log) as path:
-        assert "flow run first" in path.read_text()
-        with pytest.raises(TimeoutError, match=r"self-training\.lock: the checkout is held by flow run first"):
-            with checkout_lock(str(tmp_path), "flow run second", log, timeout_s=0.2, poll_s=0.05):
-                raise AssertionError("two runs held the checkout")
-    with checkout_lock(str(tmp_path), "flow run second", log, timeout_s=0):
-        assert "flow run second" in path.read_text()
+def test_clones_of_one_repository_share_one_pipeline_slot(tmp_path):
+    """Workers on different hosts each run in their own clone: the slot is named after the
+    repository they cloned, so they serialise; another repository gets another slot."""
+    def git(*args, cwd=tmp_path):
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
-
-def test_checkout_lock_is_released_when_its_holder_dies(tmp_path):
-    code = ("import logging, sys; from tasks.dvc import checkout_lock\n"
-            f"with checkout_lock({str(tmp_path)!r}, 'doomed', logging.getLogger()):\n"
-            "    print('held', flush=True); sys.stdin.read()")
-    holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True)
-    assert holder.stdout.readline() == "held\n"
-    with pytest.raises(TimeoutError, match="doomed"):
-        with checkout_lock(str(tmp_path), "waiter", logging.getLogger(), timeout_s=0.1, poll_s=0.05):
-            pass
-    holder.kill()
-    holder.wait()
-    with checkout_lock(str(tmp_path), "waiter", logging.getLogger(), timeout_s=5, poll_s=0.05):
-        pass
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git("init", "-q", str(origin))
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x", cwd=origin)
+    for clone in ("a", "b"):
+        git("clone", "-q", f"file://{origin}", str(tmp_path / clone))
+    assert pipeline_identity(str(tmp_path / "a")) == f"file://{origin}"
+    assert slot_name(str(tmp_path / "a")) == slot_name(str(tmp_path / "b"))
+    assert slot_name(str(tmp_path / "a")).startswith("coderanker-pipeline-origin-")
+    assert slot_name(str(origin)) != slot_name(str(tmp_path / "a"))  # no origin: the checkout's own path
