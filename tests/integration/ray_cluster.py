@@ -197,6 +197,12 @@ def _keep_logs(temp: Path, logs: Path) -> None:
             shutil.copytree(session / "logs", logs / f"ray-{node}", dirs_exist_ok=True, ignore_dangling_symlinks=True)
 
 
+def auth_mode() -> str:
+    """Ray's token authentication as this process has it: "token" once a local ray.init()
+    here turned it on (Ray sets RAY_AUTH_MODE=token in the environment), else "disabled"."""
+    return "token" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else "disabled"
+
+
 def nodes_that_ran_tasks(address: str, function: str | None = None) -> dict[str, int]:
     """Finished tasks per node id (of `function` only, when given) over every job the
     cluster at `address` ran, from Ray's state API; this process need not be a driver.
@@ -239,7 +245,7 @@ def ray_cluster(nodes: int = 2, cpus_per_node: int = 1, logs: str | os.PathLike 
     # (which inherit its environment) can join: off, as for `ray start` on a machine without
     # ~/.ray/auth_token, unless a local ray.init() here has turned it on (Ray then sets
     # RAY_AUTH_MODE=token in this process's environment, and the token is in that file).
-    auth = "token" if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else "disabled"
+    auth = auth_mode()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": auth}
     env.pop("RAY_ADDRESS", None)
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
