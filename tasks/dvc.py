@@ -40,6 +40,13 @@ def _retry_if_transient(task, task_run, state) -> bool:
     return False
 
 
+def dvc_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment (plus `env`) with its interpreter's bin first on PATH, so
+    `dvc` and the stages it starts are the project's."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {**os.environ, **(env or {}), "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}
+
+
 @task(retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_if_transient, task_run_name="dvc repro {target}")
 def run_stage(target: str, repo: str, env: dict[str, str] | None = None) -> list[str]:
     """`dvc repro <target>` (DVC skips what is up to date); returns the stages it ran.
@@ -47,9 +54,7 @@ def run_stage(target: str, repo: str, env: dict[str, str] | None = None) -> list
     Each output line goes to the Prefect log as it comes; retried only on failures that
     are safe to repeat (a held DVC lock, Ray failing to start)."""
     logger = get_run_logger()
-    venv_bin = str(Path(sys.executable).parent)
-    environment = {**os.environ, **(env or {}), "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
-                   "PYTHONUNBUFFERED": "1"}
+    environment = {**dvc_environment(env), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(["dvc", "repro", target], cwd=repo, env=environment, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
     ran, tail = [], []
@@ -117,8 +122,7 @@ def pull_outputs(repo: str, logger: logging.Logger | logging.LoggerAdapter) -> N
     """In a fresh clone: fetch from the DVC remote the outputs this commit's dvc.lock names,
     so that DVC re-runs only the stages whose inputs changed. What the remote lacks is left
     to re-run (a warning, not a failure)."""
-    venv_bin = str(Path(sys.executable).parent)
-    environment = {**os.environ, "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}
+    environment = dvc_environment()
     pulled = subprocess.run(["dvc", "pull", "--allow-missing"], cwd=repo, env=environment, capture_output=True,
                             text=True)
     text = (pulled.stdout + pulled.stderr).strip()
@@ -138,8 +142,7 @@ def publish_results(repo: str, branch: str, logger: logging.Logger | logging.Log
         return subprocess.run(["git", *identity, *args], cwd=repo, check=True, capture_output=True,
                                text=True).stdout.strip()
 
-    venv_bin = str(Path(sys.executable).parent)
-    environment = {**os.environ, "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}"}
+    environment = dvc_environment()
     pushed = subprocess.run(["dvc", "push"], cwd=repo, env=environment, capture_output=True, text=True)
     if pushed.returncode != 0:
         raise RuntimeError(f"dvc push failed in {repo} (is a default DVC remote configured?):\n"
