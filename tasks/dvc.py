@@ -110,8 +110,7 @@ def pipeline_slot(repo: str, logger: logging.Logger | logging.LoggerAdapter, tim
             client.upsert_global_concurrency_limit_by_name(name, 1)
         except ObjectAlreadyExists:  # another run created it between the read and the create
             pass
-        held = [limit for limit in client.read_global_concurrency_limits(limit=200)
-                if limit.name == name and limit.active_slots]
+        held = client.read_global_concurrency_limit_by_name(name).active_slots
     if held:
         logger.info("waiting for the run that holds %s (one run of this pipeline at a time)", name)
     with concurrency(name, occupy=1, timeout_seconds=timeout_s, strict=True, lease_duration=lease_s):
