@@ -89,29 +89,33 @@ def placement_for(args: argparse.Namespace, params: dict):
 
 def sample_cmd(args: argparse.Namespace) -> int:
     """The pipeline's sampler on any problem file: settings from params.yaml's `sample`
-    section when present, flags on top; model on `model.device` in `model.dtype`."""
+    section when present, flags on top; model on `model.device` in `model.dtype`; the
+    backend (hf or vllm) from --backend, else sample.backend."""
     from dataclasses import replace
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from coderanker.config import section
-    from coderanker.generation import SamplingConfig, generate
+    from coderanker.generation import SamplingConfig
     from coderanker.jsonl import write_jsonl
     from coderanker.problems import load_problems
+    from coderanker.vllm_backend import sampler
 
-    if args.backend != "hf":
-        raise ValueError(f"--backend {args.backend}: only hf is available in this installation")
     params = params_if_present(args.params)
     config = section(params, "sample", SamplingConfig, args.params)
     flags = {"samples_per_problem": args.n, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
-             "top_p": args.top_p, "batch_size": args.batch_size, "seed": args.seed, "prompt_style": args.style}
+             "top_p": args.top_p, "batch_size": args.batch_size, "seed": args.seed, "prompt_style": args.style,
+             "backend": args.backend}
     config = replace(config, **{k: v for k, v in flags.items() if v is not None},
                      greedy=args.greedy, include_references=False)
+    if config.backend == "vllm":
+        from coderanker.vllm_backend import require_vllm
+
+        require_vllm()  # before a model loads
     placement = placement_for(args, params)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = placement.load(AutoModelForCausalLM, args.model)
-    count = write_jsonl(args.out, generate(model, tokenizer, load_problems(args.problems), config,
-                                           generator_id=str(args.model)))
+    sample = sampler(config.backend, args.model, tokenizer, placement)
+    count = write_jsonl(args.out, sample(load_problems(args.problems), config, generator_id=str(args.model)))
     print(f"wrote {count} candidates to {args.out} ({placement.device}, {placement.dtype})", file=sys.stderr)
     return 0
 
@@ -222,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--style", choices=["auto", "prefill", "chat", "completion"])
     sample.add_argument("--device", choices=["auto", "cpu", "cuda"])
     sample.add_argument("--dtype", choices=["auto", "bf16", "fp32"])
-    sample.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    sample.add_argument("--backend", choices=["hf", "vllm"],
+                        help="hf (CPU or GPU) or vllm (GPU; pip install -e '.[gpu]'); "
+                             "default: params.yaml sample.backend, else hf")
     sample.add_argument("--params", default="params.yaml", help="settings from its sample section if present")
     sample.set_defaults(func=sample_cmd)
 

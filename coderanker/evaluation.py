@@ -13,7 +13,9 @@ from pathlib import Path
 
 from coderanker.jsonl import JsonlGroups, RecordError, iter_lines, write_jsonl
 from coderanker.metrics import (
+    LANGUAGE_FIGURES,
     bootstrap_ci95,
+    by_language,
     choice_sample_lists,
     compare_on_pool,
     figure_fields,
@@ -28,6 +30,7 @@ from coderanker.problems import Problem, by_name, load_problems
 
 SCORE_BATCH = 256
 """Candidates per scorer call, in whole problems (a bigger problem is a call alone)."""
+LANGUAGE_COLUMNS = ("language", "sets", "problems", *LANGUAGE_FIGURES)
 
 
 def evaluate_round(problems_dir: Path, results_dir: Path, reranker_dir: str | os.PathLike, sets: list[str],
@@ -58,6 +61,40 @@ def evaluate_file(results_path: str | os.PathLike, problems: dict[str, Problem],
 
     write_jsonl(scored_path, scored())
     return summarise(kept, score=lambda r: r["score"])
+
+
+def languages_table(problems_dir: Path, scored_dir: Path, sets: list[str]) -> dict[str, dict]:
+    """The `languages` block of metrics/<round>.json (`coderanker.metrics.by_language`) from the
+    scored files `evaluate_round` wrote. A problem's language is the one its problems file gives,
+    so a set of mixed languages counts in each of them by its problems."""
+    results = {}
+    for name in sets:
+        problems = by_name(load_problems(problems_dir / f"eval-{name}.jsonl"))
+        results[name] = [{**figure_fields(result, "score"), "language": problems[result["name"]].language}
+                         for _, result in numbered_records(scored_dir / f"eval-{name}.jsonl")]
+    return by_language(results, score=lambda r: r["score"])
+
+
+def language_columns(table: dict[str, dict]) -> dict[str, list]:
+    """The `languages` block as LANGUAGE_COLUMNS, one row per language then the average (the shape
+    of an MLflow table)."""
+    return {column: [language if column == "language" else row[column] for language, row in table.items()]
+            for column in LANGUAGE_COLUMNS}
+
+
+def format_language_table(table: dict[str, dict]) -> str:
+    """The `languages` block as aligned text, one line per language; figures to 3 decimals, "-" when None."""
+    columns = language_columns(table)
+    cells = {column: [str(v) if column in ("language", "sets", "problems") else "-" if v is None else f"{v:.3f}"
+                      for v in values] for column, values in columns.items()}
+    widths = {column: max(len(column), *map(len, values)) for column, values in cells.items()}
+
+    def line(row: dict[str, str]) -> str:
+        return "  ".join(row[c].ljust(widths[c]) if c in ("language", "sets") else row[c].rjust(widths[c])
+                         for c in cells)
+
+    rows = [dict(zip(cells, values, strict=True)) for values in zip(*cells.values(), strict=True)]
+    return "\n".join(line(row) for row in [{c: c for c in cells}, *rows])
 
 
 def compare_on_shared_pool(problems_dir: Path, pool_dir: Path, set_name: str, reranker_dir, previous_dir,

@@ -57,6 +57,11 @@ class SamplingConfig:
     seed: int = field(default=1234, metadata={"min": 0})
     threads: int = field(default=0, metadata={"min": 0})
     """torch intra-op threads; 0 leaves torch's default."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """hf: the project's sampler (`coderanker.decoding`, transformers; the CPU default), or
+    vllm: vLLM's engine, for GPUs (`pip install -e '.[gpu]'` where torch is the CUDA build).
+    Both give the same records from the same tokens; the tokens themselves differ (other
+    kernels, other random streams), so a run's candidates depend on the backend."""
 
     def __post_init__(self):
         if not self.temperature > 0:
@@ -129,38 +134,61 @@ def generate(model, tokenizer, problems: list[Problem], config: SamplingConfig,
     prompt against answers of 30-90). Rows leave the batch as soon as they finish."""
     from tqdm.auto import tqdm
 
-    from coderanker.decoding import DecodeRequest, decode
+    from coderanker.decoding import decode
 
     style = resolve_style(config.prompt_style, tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    requests = decode_requests(problems, tokenizer, style, config)
+    total = sum(r.copies for r in requests)
+    with tqdm(total=total, desc="sample", unit="seq", mininterval=5) as bar:
+        for request, outputs in decode(model, tokenizer, requests, style, config):
+            yield from candidate_records(request.problem, style, outputs, request.greedy, generator_id, round_id)
+            bar.update(request.copies)
+    if config.include_references:
+        yield from reference_candidates(problems, style, generator_id, round_id)
+
+
+def decode_requests(problems: list[Problem], tokenizer, style: str, config: SamplingConfig) -> list:
+    """What is decoded, in the order its records come out (both backends): every problem's
+    samples, shortest model input first, then every problem's greedy answer in that order."""
+    from coderanker.decoding import DecodeRequest
+
     ordered = sorted(problems, key=lambda p: len(model_input(p, tokenizer, style)))
     requests = []
     if config.samples_per_problem:
         requests += [DecodeRequest(p, config.samples_per_problem, greedy=False) for p in ordered]
     if config.greedy:
         requests += [DecodeRequest(p, 1, greedy=True) for p in ordered]
-    total = sum(r.copies for r in requests)
-    with tqdm(total=total, desc="sample", unit="seq", mininterval=5) as bar:
-        for request, outputs in decode(model, tokenizer, requests, style, config):
-            problem = request.problem
-            for index, (text, truncated) in enumerate(outputs):
-                yield {
-                    "name": problem.name,
-                    "language": problem.language,
-                    "completion": extract_completion(problem, text, style),
-                    "response": response_text(problem, text, style),
-                    "sample": -1 if request.greedy else index,
-                    "greedy": request.greedy,
-                    "truncated": truncated,
-                    "generator": generator_id,
-                    "round": round_id,
-                }
-            bar.update(request.copies)
-    if config.include_references:
-        for problem in problems:
-            if problem.reference is not None:
-                yield reference_candidate(problem, style, generator_id, round_id)
+    return requests
+
+
+def candidate_records(problem: Problem, style: str, outputs: list[tuple[str, bool]], greedy: bool,
+                      generator_id: str, round_id: str) -> list[dict]:
+    """The records of one problem's answers, each given as (generated text, truncated): the
+    text as the decode loop hands it over (up to and including the token that completed a
+    stop string; without the end-of-sequence token). Shared by both sampling backends."""
+    return [
+        {
+            "name": problem.name,
+            "language": problem.language,
+            "completion": extract_completion(problem, text, style),
+            "response": response_text(problem, text, style),
+            "sample": -1 if greedy else index,
+            "greedy": greedy,
+            "truncated": truncated,
+            "generator": generator_id,
+            "round": round_id,
+        }
+        for index, (text, truncated) in enumerate(outputs)
+    ]
+
+
+def reference_candidates(problems: list[Problem], style: str, generator_id: str, round_id: str) -> Iterator[dict]:
+    """include_references: each problem's reference after all sampled records, in file order."""
+    for problem in problems:
+        if problem.reference is not None:
+            yield reference_candidate(problem, style, generator_id, round_id)
 
 
 def planted_reference(problem: Problem, style: str, sample: int, generator_id: str, round_id: str) -> dict:

@@ -330,3 +330,53 @@ def compare_on_pool(
         "problems": len(groups),
         "problems_with_choice": len(choice_sample_lists(groups)),
     }
+
+
+LANGUAGE_FIGURES = ("greedy_pass@1", "pass@1", "reranked_pass@1", "pruned_reranked_pass@1", "oracle_pass@n")
+"""The figures of the paper's Table 1, per language: greedy, random, reranked, pruned-reranked, oracle."""
+AVERAGE = "average"
+
+
+def language_figures(groups: dict, score: Callable[[dict], float]) -> dict:
+    """LANGUAGE_FIGURES over `groups`, each as `summarise` computes it for an eval set."""
+    return {
+        "greedy_pass@1": greedy_pass_at_1(groups),
+        "pass@1": mean_pass_at_k(groups, 1),
+        "reranked_pass@1": reranked_pass_at_1(groups, score),
+        "pruned_reranked_pass@1": pruned_reranked_pass_at_1(groups, score),
+        "oracle_pass@n": oracle_pass_at_n(groups),
+    }
+
+
+def by_language(results_by_set: dict[str, Iterable[dict]], score: Callable[[dict], float]) -> dict[str, dict]:
+    """The paper's Table 1: per language (each result's `language`), in order of first appearance,
+    `sets` (the comma-joined names of the sets with problems in it), `problems` and
+    LANGUAGE_FIGURES over those problems pooled across sets, so each problem weighs the same (a
+    problem is a set's problem: one name in two sets is two problems); then AVERAGE, the
+    unweighted mean over languages of each figure (None when any language's is None), with
+    every set and the total of problems.
+
+    A language whose results are all sandbox errors keeps its row: 0 problems, figures None."""
+    pooled: dict[str, dict[tuple[str, str], list[dict]]] = {}
+    sets: dict[str, list[str]] = {}
+    for set_name, results in results_by_set.items():
+        results = list(results)
+        language_of = {r["name"]: r["language"] for r in results}
+        for language in dict.fromkeys(language_of.values()):
+            pooled.setdefault(language, {})
+            sets.setdefault(language, []).append(set_name)
+        for name, group in group_by_problem(results).items():
+            pooled[language_of[name]][set_name, name] = group
+    table = {language: {"sets": ",".join(sets[language]), "problems": len(groups),
+                        **language_figures(groups, score)} for language, groups in pooled.items()}
+    table[AVERAGE] = {
+        "sets": ",".join(name for name in results_by_set if any(name in names for names in sets.values())),
+        "problems": sum(row["problems"] for row in table.values()),
+        **{figure: average_or_none([row[figure] for row in table.values()]) for figure in LANGUAGE_FIGURES},
+    }
+    return table
+
+
+def average_or_none(values: Sequence[float | None]) -> float | None:
+    """The mean of values, None when there are none or any is None."""
+    return None if not values or any(v is None for v in values) else float(np.mean(values))

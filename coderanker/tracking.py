@@ -237,6 +237,10 @@ class StageRun:
     def log_dict(self, data, name: str) -> None:
         self.client.log_dict(self.run_id, data, name)
 
+    def log_table(self, columns: dict[str, list], name: str) -> None:
+        """A table artifact (MLflow's log_table: the run's Artifacts and the UI's table views)."""
+        self.client.log_table(self.run_id, columns, name)
+
     def log_figure(self, figure, name: str) -> None:
         self.client.log_figure(self.run_id, figure, name)
 

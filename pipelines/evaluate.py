@@ -1,14 +1,20 @@
 """DVC stage evaluate@<round>: the round's reranker scores the round's evaluation
 candidates -> metrics/<round>.json (DESIGN.md format) and OUT_SCORED/<set>.jsonl.
 
-The first evaluation set is reported as `eval`; every set is under `eval_sets`."""
+The first evaluation set is reported as `eval`; every set is under `eval_sets`; `languages`
+pools the sets by their problems' language (the paper's Table 1: greedy, random, reranked,
+pruned-reranked and oracle pass@1 per language, and their average over languages)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
+LANGUAGE_TABLE = "tables/pass_at_1_by_language.json"
+"""The evaluate run's MLflow table of the `languages` block: one row per language, then the average."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from coderanker.config import DataConfig, load_params, section
-    from coderanker.evaluation import compare_on_shared_pool, evaluate_round
+    from coderanker.evaluation import compare_on_shared_pool, evaluate_round, format_language_table, languages_table
     from coderanker.runtime import Placement
     from coderanker.tracking import stage_run
     from coderanker.training.reward import RerankerTrainConfig
@@ -47,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         with stage_outputs(f"evaluate@{args.round}", args.scored, run=run) as scored:
             sets = evaluate_round(args.problems, args.results, args.reranker, list(data.eval), scored, rerank,
                                   placement)
+        languages = languages_table(args.problems, args.scored, list(data.eval))
         pool = None
         if args.pool and args.previous_reranker:
             pool = compare_on_shared_pool(args.problems, args.pool, next(iter(data.eval)), args.reranker,
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             "round": args.round,
             "eval": next(iter(sets.values())),
             "eval_sets": sets,
+            "languages": languages,
             **({"shared_pool": pool} if pool else {}),
             "train": {"pairs": report["total_pairs"], "new_pairs": report["new_pairs"],
                       "hard_negatives": report["hard_negatives"]},
@@ -66,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         write_atomic(args.out, json.dumps(metrics, indent=2) + "\n")
         track(args, params, metrics, run, next(iter(data.eval)))
     print(json.dumps(metrics, indent=2))
+    print(f"{args.round}: pass@1 by language\n{format_language_table(languages)}", file=sys.stderr)
 
 
 def stage_seconds(client, directories: list[Path]) -> dict[str, float]:
@@ -102,11 +111,14 @@ def evidence(problems_file: Path, scored_file: Path, reranked: float | None) -> 
 def track(args, params: dict, metrics: dict, run, primary: str) -> None:
     """Log the round's figures, plots and a sample of scored candidates; register the
     reranker with its evidence; end the round's run (and the pipeline's after its last round)."""
+    from coderanker.evaluation import language_columns
     from coderanker.jsonl import iter_lines
     from coderanker.plots import pass_at_1_by_round, score_distributions
     from coderanker.tracking import find_stage_run, register_reranker, round_history
 
     run.log_metrics(metrics["eval_sets"], prefix="eval.")
+    run.log_metrics(metrics["languages"], prefix="languages.")
+    run.log_table(language_columns(metrics["languages"]), LANGUAGE_TABLE)
     run.log_metrics(metrics["train"], prefix="train.")
     run.log_metrics(metrics["seconds"], prefix="seconds.")
     run.log_metrics(metrics.get("shared_pool", {}), prefix="shared_pool.")

@@ -22,30 +22,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from coderanker.config import load_params, section
-    from coderanker.generation import SamplingConfig, generate, planted_reference, resolve_style
+    from coderanker.generation import SamplingConfig, planted_reference, resolve_style
     from coderanker.jsonl import read_jsonl, write_jsonl
     from coderanker.problems import load_problems
     from coderanker.runtime import Placement
     from coderanker.tracking import stage_run
+    from coderanker.vllm_backend import require_vllm, sampler
     from pipelines.common import problem_files, setup_logging, stage_outputs
 
     setup_logging()
     params = load_params(args.params)
     config = section(params, "sample", SamplingConfig, args.params)
     placement = Placement.from_params(params)
+    if config.backend == "vllm":
+        require_vllm()  # before a run opens or a model loads
     inputs = [args.model, args.problems]
     with stage_run("sample", args.round, {"sample": asdict(config), "placement": asdict(placement)}, inputs) as run, \
             stage_outputs(f"sample@{args.round}", args.out, run=run) as out:
         tokenizer = AutoTokenizer.from_pretrained(args.model)
-        model = placement.load(AutoModelForCausalLM, args.model)
+        sample = sampler(config.backend, args.model, tokenizer, placement)
         for path in problem_files(args.problems):
             set_config = set_sampling(config, is_eval=path.stem.startswith("eval"))
             problems = load_problems(path)
-            candidates = list(generate(model, tokenizer, problems, set_config,
-                                       generator_id=str(args.model), round_id=args.round))
+            candidates = list(sample(problems, set_config, generator_id=str(args.model), round_id=args.round))
             if path.stem.startswith("eval") and config.plant_eval_references:
                 style = resolve_style(config.prompt_style, tokenizer)
                 candidates += [planted_reference(p, style, set_config.samples_per_problem, str(args.model), args.round)

@@ -93,7 +93,7 @@ def training_rate(path: str, pairs: list[dict], dtype: str, use_gpu: bool) -> tu
     defaults = {**trainer_defaults(use_gpu, "bench-reward-", dtype), "logging_strategy": "no"}
     args = RewardConfig(max_steps=TRAIN_STEPS + 1, per_device_train_batch_size=TRAIN_BATCH,
                         max_length=config.max_length, learning_rate=config.learning_rate, seed=config.seed,
-                        disable_tqdm=True, **defaults)
+                        gradient_checkpointing=config.gradient_checkpointing, disable_tqdm=True, **defaults)
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs),
                             processing_class=tokenizer, callbacks=[clock])
     trainer.remove_callback(PrinterCallback)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from coderanker.training.ray_train import RayTrainConfig, fit, report_model, trainer_defaults
+from coderanker.training.ray_train import RayTrainConfig, fit, lora_config, merged, report_model, trainer_defaults
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,19 @@ class PolicyTrainConfig:
     reward_eval_samples: int = field(default=4, metadata={"min": 1})
     """Sampled responses per prompt in that measurement."""
     seed: int = field(default=0, metadata={"min": 0})
+    lora_r: int = field(default=0, metadata={"min": 0})
+    """0: full fine-tune; > 0: a LoRA adapter of this rank on every linear layer
+    of the policy's transformer, and of the value model's (its value head trained in full).
+    The KL reference is then the policy with the adapter off, not a second copy; the saved
+    policy is the merged, plain model."""
+    lora_alpha: int = field(default=16, metadata={"min": 1})
+    """LoRA scale: the adapter's update is multiplied by lora_alpha / lora_r."""
+    lora_dropout: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    """Dropout on the LoRA adapter's input; GRPO only (TRL's PPO turns every dropout off)."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them
+    (policy and value model): far less activation memory for one more forward pass per
+    step. Generation runs without it."""
 
 
 def train_policy(prompts: list[dict], policy_dir: str | os.PathLike, reranker_dir: str | os.PathLike,
@@ -79,7 +95,15 @@ def _summary(log_history: list[dict], kl_key: str, reward_key: str) -> dict:
 
 
 def ppo_worker(loop: dict) -> None:
+    """Ray Train worker: PPO, then rank 0 saves and reports the policy."""
+    report_model(*run_ppo(loop))
+
+
+def run_ppo(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict, list[dict]]:
+    """PPO on `loop` (train_policy's keys) where this process runs, no Ray needed: (trained
+    policy, LoRA merged in; tokenizer; metrics; TRL's log history)."""
     from datasets import Dataset
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, set_seed
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
@@ -87,9 +111,19 @@ def ppo_worker(loop: dict) -> None:
     set_seed(config.seed)  # numpy too: TRL's PPO permutes each mini-batch with np.random
     tokenizer = AutoTokenizer.from_pretrained(loop["policy"], padding_side="left")
     policy = AutoModelForCausalLM.from_pretrained(loop["policy"])
-    ref_policy = AutoModelForCausalLM.from_pretrained(loop["policy"])
+    peft_config = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, "CAUSAL_LM")
+    # with LoRA, TRL's reference is the policy with its adapter off (PPOTrainer.null_ref_context)
+    ref_policy = None if peft_config else AutoModelForCausalLM.from_pretrained(loop["policy"])
     reward = AutoModelForSequenceClassification.from_pretrained(loop["reranker"], num_labels=1)
     value = AutoModelForSequenceClassification.from_pretrained(loop["reranker"], num_labels=1)
+    if config.gradient_checkpointing:  # PPOTrainer, unlike TRL's other trainers, never enables it
+        for model in (policy, value):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if peft_config:
+        # PPOTrainer adapts only the policy; the value model gets its own adapter here, and goes
+        # in as the plain model the adapter was injected into (TRL calls its backbone and score)
+        value = get_peft_model(value, lora_config(config.lora_r, config.lora_alpha, config.lora_dropout,
+                                                  "SEQ_CLS")).get_base_model()
     dataset = Dataset.from_list([{"input_ids": p["input_ids"]} for p in loop["prompts"]])
     args = PPOConfig(
         total_episodes=config.total_episodes,
@@ -108,10 +142,11 @@ def ppo_worker(loop: dict) -> None:
         stop_token_id=loop.get("stop_token_id"),
         num_sample_generations=0,
         seed=config.seed,
+        gradient_checkpointing=config.gradient_checkpointing,
         **trainer_defaults(loop["use_gpu"], "ppo-", loop.get("dtype", "fp32")),
     )
     trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=ref_policy,
-                         reward_model=reward, value_model=value, train_dataset=dataset)
+                         reward_model=reward, value_model=value, train_dataset=dataset, peft_config=peft_config)
     trainer.train()
     history = trainer.state.log_history
     metrics = {"episodes": config.total_episodes, **_summary(history, "objective/kl", "objective/scores")}
@@ -119,11 +154,15 @@ def ppo_worker(loop: dict) -> None:
     if config.reward_eval_prompts:
         queries = [p["input_ids"] for p in loop["prompts"][: config.reward_eval_prompts]]
         stop = loop.get("stop_token_id")
-        metrics["reward_before"] = mean_reward(ref_policy, reward, tokenizer, queries, config, stop)
+        if peft_config:
+            with trained.disable_adapter():  # the initial policy, PPO's KL reference
+                metrics["reward_before"] = mean_reward(trained, reward, tokenizer, queries, config, stop)
+        else:
+            metrics["reward_before"] = mean_reward(ref_policy, reward, tokenizer, queries, config, stop)
         metrics["reward_after"] = mean_reward(trained, reward, tokenizer, queries, config, stop)
     # Ray Train wraps the policy+value model in DDP, where PPOTrainer.save_model would save
     # both (with shared tensors): the unwrapped policy alone is the round's policy.
-    report_model(trained, tokenizer, metrics, history)
+    return merged(trained), tokenizer, metrics, history
 
 
 def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], config: PolicyTrainConfig,
@@ -158,6 +197,13 @@ def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], confi
 
 
 def grpo_worker(loop: dict) -> None:
+    """Ray Train worker: GRPO, then rank 0 saves and reports the policy."""
+    report_model(*run_grpo(loop))
+
+
+def run_grpo(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict, list[dict]]:
+    """GRPO on `loop` (train_policy's keys) where this process runs, no Ray needed: (trained
+    policy, LoRA merged in; tokenizer; metrics; TRL's log history)."""
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
     from trl import GRPOConfig, GRPOTrainer
@@ -179,11 +225,15 @@ def grpo_worker(loop: dict) -> None:
         beta=config.kl_coef,
         learning_rate=config.learning_rate,
         seed=config.seed,
+        gradient_checkpointing=config.gradient_checkpointing,
         **trainer_defaults(loop["use_gpu"], "grpo-", loop.get("dtype", "fp32")),
     )
+    # with LoRA, TRL's KL reference is the policy with its adapter off (no second copy)
+    peft_config = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, "CAUSAL_LM")
     trainer = GRPOTrainer(model=loop["policy"], reward_funcs=reward, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, reward_processing_classes=reward_tokenizer)
+                          processing_class=tokenizer, reward_processing_classes=reward_tokenizer,
+                          peft_config=peft_config)
     trainer.train()
     history = trainer.state.log_history
     metrics = {"episodes": config.total_episodes, **_summary(history, "kl", "reward")}
-    report_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, metrics, history)
+    return merged(trainer.accelerator.unwrap_model(trainer.model)), tokenizer, metrics, history

@@ -73,6 +73,27 @@ def trainer_defaults(use_gpu: bool, prefix: str, dtype: str = "fp32") -> dict:
             "logging_steps": 1, "save_strategy": "no", "report_to": []}
 
 
+def lora_config(r: int, alpha: int, dropout: float, task_type: str):
+    """A peft LoraConfig on every linear layer of the transformer (peft's "all-linear": the
+    LM head and a SEQ_CLS model's score head are left out; the score head is then trained in
+    full, as modules_to_save), or None for r = 0 (a full fine-tune)."""
+    if not r:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type=task_type,
+                      modules_to_save=["score"] if task_type == "SEQ_CLS" else None)
+
+
+def merged(model):
+    """A trained model as a plain transformers model: a peft model's adapter merged into
+    its weights (the saved directory then loads like any model, in vLLM too); any other
+    model as it is."""
+    from peft import PeftModel
+
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model
+
+
 def report_model(model, tokenizer, metrics: dict, log_history: list[dict]) -> None:
     """Called on every worker at the end: rank 0 saves the (unwrapped) model with its
     tokenizer and training log, and reports it as the checkpoint."""
@@ -90,9 +111,9 @@ def report_model(model, tokenizer, metrics: dict, log_history: list[dict]) -> No
 
 
 def without_timings(log_history: list[dict]) -> list[dict]:
-    """The log minus wall-clock figures (runtime, per-second rates): a model directory is a
-    DVC output and must be the same bytes whenever the same seeded training runs."""
-    timing = ("runtime", "_per_second", "per_second")
+    """The log minus wall-clock figures (runtime, per-second rates, GRPO's step time): a model
+    directory is a DVC output and must be the same bytes whenever the same seeded training runs."""
+    timing = ("runtime", "_per_second", "per_second", "step_time")
     return [{k: v for k, v in entry.items() if not k.endswith(timing) and k != "eps"} for entry in log_history]
 
 

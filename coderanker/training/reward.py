@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from coderanker.training.ray_train import RayTrainConfig, fit, report_model, trainer_defaults
+from coderanker.training.ray_train import RayTrainConfig, fit, lora_config, merged, report_model, trainer_defaults
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,22 @@ class RerankerTrainConfig:
     fit_eval_pairs: int = field(default=64, metadata={"min": 0})
     """Pairs (evenly spread over the training pairs, every round's included) on which
     accuracy and loss are measured before and after training; 0: all."""
+    lora_r: int = field(default=0, metadata={"min": 0})
+    """0: full fine-tune (the paper); > 0: a LoRA adapter of this rank on every linear layer
+    of the transformer, the scalar head trained in full. The saved reranker is the merged,
+    plain model. Not combinable with trainable_layers."""
+    lora_alpha: int = field(default=16, metadata={"min": 1})
+    """LoRA scale: the adapter's update is multiplied by lora_alpha / lora_r."""
+    lora_dropout: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    """Dropout on the LoRA adapter's input (the model's own dropout stays off)."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them: far
+    less activation memory for one more forward pass per step."""
+
+    def __post_init__(self):
+        if self.lora_r and self.trainable_layers:
+            raise ValueError("reranker.trainable_layers and reranker.lora_r cannot both be set: "
+                             "LoRA adapts every layer (set one of them to 0)")
 
 
 def select_training_pairs(pairs: list[dict], round_id: str, config: RerankerTrainConfig) -> list[dict]:
@@ -94,10 +113,18 @@ def train_reranker(pairs: list[dict], init_dir: str | os.PathLike, out_dir: str 
 
 
 def reward_worker(loop: dict) -> None:
+    """Ray Train worker: train, then rank 0 saves and reports the reranker."""
+    report_model(*train_reward_model(loop))
+
+
+def train_reward_model(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict, list[dict]]:
+    """Train a reranker on `loop` (train_reranker's keys) where this process runs, no Ray
+    needed: (trained model, LoRA merged in; tokenizer; metrics; TRL's log history)."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
+    from trl.trainer.utils import disable_dropout_in_model
 
     config = RerankerTrainConfig(**loop["config"])
     torch.manual_seed(config.seed)
@@ -106,6 +133,7 @@ def reward_worker(loop: dict) -> None:
     model.config.pad_token_id = tokenizer.pad_token_id
     if config.trainable_layers:
         freeze_below_top(model, config.trainable_layers)
+    disable_dropout_in_model(model)  # as TRL would, but before LoRA adds its own dropout
     dataset = Dataset.from_list(loop["pairs"])
     args = RewardConfig(
         num_train_epochs=config.epochs,
@@ -118,9 +146,13 @@ def reward_worker(loop: dict) -> None:
         weight_decay=config.weight_decay,
         center_rewards_coefficient=config.center_rewards_coefficient or None,
         seed=config.seed,
+        gradient_checkpointing=config.gradient_checkpointing,
+        disable_dropout=False,  # done above
         **trainer_defaults(loop["use_gpu"], "reward-", loop.get("dtype", "fp32")),
     )
-    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    peft_config = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, "SEQ_CLS")
+    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            peft_config=peft_config)
     pairs = loop["pairs"]
     probe = pairs
     if config.fit_eval_pairs:
@@ -136,7 +168,7 @@ def reward_worker(loop: dict) -> None:
         "train_loss_before": before[1],
         "train_loss_after": after[1],
     }
-    report_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, metrics, trainer.state.log_history)
+    return merged(trainer.accelerator.unwrap_model(trainer.model)), tokenizer, metrics, trainer.state.log_history
 
 
 def freeze_below_top(model, trainable: int) -> None:

@@ -29,6 +29,9 @@ def test_every_round_writes_design_metrics(tiny_repo):
             assert block["problems"] == problems and block["samples_per_problem"] == 4
             for key in ("pass@1", "greedy_pass@1", "oracle_pass@n", "reranked_pass@1", "truncation_rate"):
                 assert 0.0 <= block[key] <= 1.0
+        languages = m["languages"]  # both sets are Python: one row pooling their 9 problems
+        assert list(languages) == ["py", "average"] and languages["average"] == languages["py"]
+        assert (languages["py"]["sets"], languages["py"]["problems"]) == ("starter,humaneval", 9)
         assert m["train"]["pairs"] > 0
         assert set(m["seconds"]) == {"ppo", "sample", "execute", "mine", "train_reranker", "evaluate"}
     assert metrics(tiny_repo, "r0")["train"]["hard_negatives"] == 0
@@ -117,6 +120,9 @@ def test_mlflow_holds_nested_runs_and_the_champion(tiny_repo):
     evaluate = next(s for s in stages if s.data.tags["coderanker.stage"] == "evaluate")
     artifacts = {a.path for a in client.list_artifacts(evaluate.info.run_id, "plots")}
     assert {"plots/pass_at_1.png", "plots/scores_starter.png"} <= artifacts
+    table = client.load_table(experiment.experiment_id, "tables/pass_at_1_by_language.json",
+                              run_ids=[evaluate.info.run_id])
+    assert list(table["language"]) == ["py", "average"] and list(table["problems"]) == [9, 9]
     versions = client.search_model_versions("name='coderanker-reranker'")
     assert len(versions) == 3
     # The champion moves only on evidence: each evaluate run logs its decision and figures,
