@@ -99,7 +99,7 @@ def sample_cmd(args: argparse.Namespace) -> int:
     from coderanker.generation import SamplingConfig
     from coderanker.jsonl import write_jsonl
     from coderanker.problems import load_problems
-    from coderanker.vllm_backend import sampler
+    from coderanker.vllm_backend import require_vllm, sampler
 
     params = params_if_present(args.params)
     config = section(params, "sample", SamplingConfig, args.params)
@@ -109,8 +109,6 @@ def sample_cmd(args: argparse.Namespace) -> int:
     config = replace(config, **{k: v for k, v in flags.items() if v is not None},
                      greedy=args.greedy, include_references=False)
     if config.backend == "vllm":
-        from coderanker.vllm_backend import require_vllm
-
         require_vllm()  # before a model loads
     placement = placement_for(args, params)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
