@@ -25,13 +25,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from .stack import free_ports
 
 #: Network names: cr<owner pid>n<count>, plus h (host end) or p (peer end) for the veth pair;
 #: the temp dir /tmp/<tag> holds each node's Ray temp dir and SESSIONS.
@@ -146,12 +147,6 @@ def _free_subnet() -> ipaddress.IPv4Network:
     raise ClusterUnavailable(f"no free /24 left in {SUBNETS}")
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def _make_hosts(tag: str) -> tuple[str, str]:
     """The namespace and the veth pair; returns (host address, namespace address)."""
     lock_path = Path(tempfile.gettempdir()) / "coderanker-ray-cluster.lock"
@@ -254,11 +249,12 @@ def ray_cluster(nodes: int = 2, cpus_per_node: int = 1, logs: str | os.PathLike 
     try:
         temp.mkdir()
         host_ip, peer_ip = _make_hosts(tag)
-        port = _free_port(host_ip)
-        address = f"{host_ip}:{port}"
-        head = ["--head", "--port", str(port), "--include-dashboard", "true", "--dashboard-host", host_ip]
-        for flag in ("--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port"):
-            head += [flag, str(_free_port(host_ip))]  # not Ray's defaults: other Ray instances may hold them
+        flags = ("--port", "--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port")
+        ports = dict(zip(flags, free_ports(len(flags), host_ip), strict=True))  # not Ray defaults: others may hold them
+        address = f"{host_ip}:{ports['--port']}"
+        head = ["--head", "--include-dashboard", "true", "--dashboard-host", host_ip]
+        for flag, port in ports.items():
+            head += [flag, str(port)]
         _ray_start(tag, [*head, "--node-ip-address", host_ip, "--num-cpus", str(cpus_per_node),
                          "--temp-dir", str(temp / "head")], {**env, "GLOO_SOCKET_IFNAME": tag + "h"})
         if nodes > 1:

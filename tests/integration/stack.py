@@ -4,6 +4,7 @@ with proxied artifacts, a Prefect server on it, and an OpenSSH server for the DV
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -25,10 +26,19 @@ VENV_BIN = Path(sys.executable).parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports free on `host` now. Each socket stays bound until all are chosen:
+    a port picked and released at once can be handed out again by the next bind (a Ray head
+    once got the same port for GCS and its client server that way)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    return free_ports(1, host)[0]
 
 
 def start(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:

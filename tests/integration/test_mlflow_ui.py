@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,17 +26,13 @@ import pytest
 
 from coderanker import tracking
 
+from .stack import free_port
+
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 GENAI_OVERVIEW = "Tokens per Trace"  # a panel of the GenAI view's overview of traces
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def stop_group(process: subprocess.Popen, seconds: float = 20) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,15 +17,10 @@ from pathlib import Path
 import pytest
 
 from ..helpers import copy_worktree, descendants, sh
+from .stack import free_port
 
 pytestmark = pytest.mark.integration
 OVERRIDES = {"data.train": ["data/sources/extra.jsonl"], "data.train_limit": 0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(cmd: list[str], cwd: Path, env: dict, log: Path) -> subprocess.Popen:

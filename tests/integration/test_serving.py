@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from coderanker.problems import Problem
 from coderanker.sources import starter
 
 from ..helpers import sh
+from .stack import free_port
 
 pytestmark = pytest.mark.integration
 CHAMPION = f"models:/{tracking.REGISTERED_RERANKER}@{tracking.CHAMPION}"
@@ -99,12 +99,6 @@ def same_scores(actual: list[float], expected: list[float]) -> bool:
         return sorted(range(len(scores)), key=scores.__getitem__)
 
     return actual == pytest.approx(expected, rel=1e-5, abs=1e-6) and order(actual) == order(expected)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def post(url: str, body: dict) -> dict:
