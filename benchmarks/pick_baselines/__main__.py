@@ -1,0 +1,3 @@
+from benchmarks.pick_baselines.run import main
+
+main()

@@ -1,0 +1,147 @@
+"""What picks the passing program without running its tests: the reranker against
+pick rules that need no training, on the candidate pools a run already scored.
+
+    .venv/bin/python -m benchmarks.pick_baselines --run DIR [--set eval-starter] [--seed 0]
+
+DIR is a finished `dvc repro` checkout (data/r*/scored/SET.jsonl: every round's evaluation
+pool with the round's reranker scores). `--set train` reads the training problems' samples
+instead (data/r*/results/train.jsonl, references left out; unscored, so only the rules
+without the reranker): the split to judge a pick rule on without touching evaluation.
+
+Rules, each picking one sample per problem:
+`random` (the pass rate), `greedy` (the greedy candidate), `reranker` (the paper's
+protocol, as `reranked_pass@1`), `consensus` (a sample of the largest group of identical
+programs: same syntax tree for Python, same text up to whitespace elsewhere; a
+self-consistency vote, as AlphaCode clusters and MBR decoding select, but without
+executing anything), `consensus+reranker` (the reranker's pick within the largest group)
+and `oracle`. Per rule: pass@1, the gain over a random pick and the difference from greedy
+with paired 95% bootstrap intervals over problems, and top-1 hits among the problems with
+a choice next to chance. Nothing runs a model; reads only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, type=Path, help="a finished dvc repro checkout")
+    parser.add_argument("--set", default="eval-starter", help="the evaluation set (data/r*/scored/SET.jsonl)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    return parser.parse_args(argv)
+
+
+def program_key(completion: str, language: str) -> str:
+    """Identity of a program for the vote: its Python syntax tree (comments, blank lines and
+    formatting do not count), or its whitespace-collapsed text where it does not parse."""
+    if language == "py":
+        try:
+            return ast.dump(ast.parse(textwrap.dedent(completion)))
+        except SyntaxError:
+            pass
+    return " ".join(completion.split())
+
+
+def with_votes(group: list[dict]) -> list[dict]:
+    """A problem's records, each with `votes`: how many of its sampled records are the same
+    program (the greedy candidate is not counted: it is not one of the N samples)."""
+    from coderanker.metrics import sampled
+
+    counts = Counter(program_key(r["completion"], r.get("language", "py")) for r in sampled(group))
+    return [{**r, "votes": counts[program_key(r["completion"], r.get("language", "py"))]} for r in group]
+
+
+def rules() -> dict[str, Callable[[dict], object]]:
+    """Scores for `coderanker.metrics.top_sample` (ties to the earliest sample); None for the
+    rules that are not a pick by score."""
+    return {"random": None, "greedy": None, "reranker": lambda r: r["score"], "consensus": lambda r: r["votes"],
+            "consensus+reranker": lambda r: (r["votes"], r["score"]), "oracle": None}
+
+
+def rule_outcomes(groups: dict[str, list[dict]], rule: str) -> dict[str, float]:
+    """Per problem with samples, the chance that the rule's pick passes."""
+    from coderanker.metrics import count_passing, passes, sampled, top_sample
+
+    outcomes = {}
+    for name, group in groups.items():
+        samples = sampled(group)
+        if not samples:
+            continue
+        if rule == "random":
+            outcomes[name] = count_passing(samples) / len(samples)
+        elif rule == "oracle":
+            outcomes[name] = float(count_passing(samples) > 0)
+        elif rule == "greedy":
+            greedy = [r for r in group if r.get("greedy")]
+            if greedy:
+                outcomes[name] = float(any(map(passes, greedy)))
+        else:
+            outcomes[name] = float(passes(top_sample(samples, rules()[rule])))
+    return outcomes
+
+
+def measure(groups: dict[str, list[dict]], seed: int) -> dict[str, dict]:
+    from coderanker.metrics import bootstrap_ci95, choice_sample_lists
+
+    choice = {r["name"] for samples in choice_sample_lists(groups) for r in samples}
+    scored = all("score" in r for group in groups.values() for r in group)
+    outcomes = {rule: rule_outcomes(groups, rule) for rule in rules() if scored or "reranker" not in rule}
+    random, greedy = outcomes["random"], outcomes["greedy"]
+    figures = {}
+    for rule, outcome in outcomes.items():
+        if not outcome:  # a pool without greedy candidates, say
+            continue
+        names = sorted(outcome)
+        gain = [outcome[n] - random[n] for n in names]
+        versus_greedy = [outcome[n] - greedy[n] for n in names if n in greedy]
+        figures[rule] = {
+            "pass@1": sum(outcome.values()) / len(outcome), "problems": len(outcome),
+            "gain": sum(gain) / len(gain), "gain_ci95": bootstrap_ci95(gain, seed=seed),
+            "minus_greedy": sum(versus_greedy) / len(versus_greedy) if versus_greedy else None,
+            "minus_greedy_ci95": bootstrap_ci95(versus_greedy, seed=seed),
+            "top1_hits": sum(outcome[n] for n in names if n in choice),
+            "top1_chance": sum(random[n] for n in names if n in choice), "problems_with_choice": len(choice),
+        }
+    return figures
+
+
+def difference(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:+.3f} " + ("[n/a]" if ci is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    from coderanker.jsonl import read_jsonl
+    from coderanker.metrics import group_by_problem
+
+    pattern = "data/r*/results/train.jsonl" if args.set == "train" else f"data/r*/scored/{args.set}.jsonl"
+    pools = sorted(args.run.glob(pattern))
+    if not pools:
+        raise SystemExit(f"{args.run}: no {pattern} (a finished dvc repro checkout?)")
+    print("| round | rule | pass@1 | gain over random | minus greedy | top-1 hits / chance |")
+    print("|---|---|---|---|---|---|")
+    for pool in pools:
+        records = [r for r in read_jsonl(pool) if not r.get("reference")]
+        groups = {name: with_votes(group) for name, group in group_by_problem(records).items()}
+        for rule, row in measure(groups, args.seed).items():
+            gain = difference(row["gain"], row["gain_ci95"])
+            greedy = difference(row["minus_greedy"], row["minus_greedy_ci95"])
+            hits = f"{row['top1_hits']:.1f}/{row['problems_with_choice']} ({row['top1_chance']:.1f})"
+            print(f"| {pool.parts[-3]} | {rule} | {row['pass@1']:.3f} | {gain} | {greedy} | {hits} |")
+    print(f"({args.set}; {len(groups)} problems in the last pool, intervals: paired 95% bootstraps over problems)")
+
+
+if __name__ == "__main__":
+    main()

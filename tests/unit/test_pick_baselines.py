@@ -1,0 +1,83 @@
+"""benchmarks/pick_baselines: the vote's program identity and the per-rule figures, on small
+hand-computed pools, and the command on a run directory laid out as `dvc repro` leaves it."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.pick_baselines.run import main, measure, program_key, with_votes
+from coderanker.jsonl import write_jsonl
+from coderanker.metrics import group_by_problem
+
+
+def sample(name: str, completion: str, status: str, score: float, **extra) -> dict:
+    return {"name": name, "language": "py", "completion": completion, "status": status, "score": score,
+            "greedy": False, **extra}
+
+
+def test_program_key_ignores_formatting_and_comments_but_not_code():
+    body = "    if x:\n        return 1\n    return 2\n"
+    assert program_key(body, "py") == program_key("    if x:  # one\n\n        return (1)\n    return 2", "py")
+    assert program_key(body, "py") != program_key("    if x:\n        return 2\n    return 1\n", "py")
+    broken = "    return (x +\n"  # does not parse: compared as text, whitespace collapsed
+    assert program_key(broken, "py") == program_key("    return  (x +", "py")
+    assert program_key("int f() {\n  return 1; }", "cpp") == program_key("int f() { return 1; }", "cpp")
+
+
+def pools() -> dict[str, list[dict]]:
+    # p1: two copies of a passing program (one reformatted), three different failing ones, the
+    # reranker prefers a failing one; p2: no passing sample; p3: all pass. The greedy candidate
+    # never counts as a vote.
+    p1 = [sample("p1", "    return a\n", "failed", 0.9), sample("p1", "    return b\n", "failed", 0.1),
+          sample("p1", "    return  x + 1\n", "passed", 0.5), sample("p1", "    return (x + 1)\n", "passed", 0.2),
+          sample("p1", "    return c\n", "failed", 0.3), sample("p1", "    return a\n", "failed", 0.0, greedy=True),
+          sample("p1", "    return a\n", "failed", 0.0, greedy=True)]
+    p2 = [sample("p2", "    return 0\n", "failed", 0.1), sample("p2", "    return 0\n", "failed", 0.2),
+          sample("p2", "    return 1\n", "failed", 0.3, greedy=True)]
+    p3 = [sample("p3", "    return y\n", "passed", 0.1), sample("p3", "    return y\n", "passed", 0.2,
+                                                                     greedy=True)]
+    return {name: with_votes(group) for name, group in group_by_problem([*p1, *p2, *p3]).items()}
+
+
+def test_votes_count_samples_only():
+    votes = {(r["completion"], r.get("greedy")): r["votes"] for r in pools()["p1"]}
+    assert votes[("    return  x + 1\n", False)] == 2 and votes[("    return (x + 1)\n", False)] == 2
+    assert votes[("    return a\n", False)] == 1 and votes[("    return a\n", True)] == 1
+
+
+def test_rules_hand_computed():
+    figures = measure(pools(), seed=0)
+    # random: p1 2/5, p2 0, p3 1 -> 1.4 / 3
+    assert figures["random"]["pass@1"] == pytest.approx(1.4 / 3)
+    assert figures["reranker"]["pass@1"] == pytest.approx(1 / 3)  # p1's top score (0.9) fails
+    assert figures["consensus"]["pass@1"] == pytest.approx(2 / 3)  # p1's largest group passes
+    assert figures["consensus+reranker"]["pass@1"] == pytest.approx(2 / 3)
+    assert figures["oracle"]["pass@1"] == pytest.approx(2 / 3)
+    assert figures["greedy"]["pass@1"] == pytest.approx(1 / 3)  # p1's two greedy rows fail, p2's, p3's passes
+    assert figures["consensus"]["gain"] == pytest.approx((1 - 0.4) / 3)
+    assert figures["reranker"]["gain"] == pytest.approx((0 - 0.4) / 3)
+    assert figures["consensus"]["minus_greedy"] == pytest.approx(1 / 3)
+    assert figures["consensus"]["problems_with_choice"] == 1
+    assert (figures["consensus"]["top1_hits"], figures["consensus"]["top1_chance"]) == (1.0, pytest.approx(0.4))
+    low, high = figures["consensus"]["gain_ci95"]
+    assert 0 <= low <= figures["consensus"]["gain"] <= high
+
+
+def test_command_reads_every_round(tmp_path, capsys):
+    rows = [r for group in pools().values() for r in group]
+    for round_ in ("r0", "r1"):
+        write_jsonl(tmp_path / f"data/{round_}/scored/eval-starter.jsonl",
+                    [{k: v for k, v in r.items() if k != "votes"} for r in rows])
+    main(["--run", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[:2] for line in lines if line.startswith("| r") and "round" not in line] == [
+        [f"| {r}", rule] for r in ("r0", "r1")
+        for rule in ("random", "greedy", "reranker", "consensus", "consensus+reranker", "oracle")]
+    assert "| r1 | consensus | 0.667 | +0.200" in "\n".join(lines)
+    unscored = [{k: v for k, v in r.items() if k not in ("votes", "score", "greedy")} for r in rows]
+    write_jsonl(tmp_path / "data/r0/results/train.jsonl", [*unscored, {**unscored[0], "reference": True}])
+    main(["--run", str(tmp_path), "--set", "train"])  # no greedy rows, no scores: random, consensus, oracle
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| r0")]
+    assert [line.split(" | ")[1] for line in lines] == ["random", "consensus", "oracle"]
+    with pytest.raises(SystemExit, match="no data/r"):
+        main(["--run", str(tmp_path / "empty")])
