@@ -199,7 +199,18 @@ def params_problems(params: dict[str, Any]) -> list[Problem]:
         elif value is not None:  # an empty section keeps every default
             problems += check(value, known[name], (name,))
     rounds = params.get("rounds")
-    return problems + (round_problems(rounds) if isinstance(rounds, dict) else [])
+    return problems + (round_problems(rounds) if isinstance(rounds, dict) else []) + sharding_problems(params)
+
+
+def sharding_problems(params: dict[str, Any]) -> list[Problem]:
+    """FSDP shards across GPUs only: `reranker.sharding: fsdp` without `ray.use_gpu`."""
+    from coderanker.training.reward import FSDP_NEEDS_GPUS
+
+    reranker, ray = params.get("reranker"), params.get("ray")
+    if isinstance(reranker, dict) and reranker.get("sharding") == "fsdp" and not (
+            isinstance(ray, dict) and ray.get("use_gpu") is True):
+        return [(("reranker", "sharding"), FSDP_NEEDS_GPUS.removeprefix("reranker.sharding: "))]
+    return []
 
 
 def check(value: Any, hint: Any, key: Key) -> list[Problem]:

@@ -73,6 +73,29 @@ def trainer_defaults(use_gpu: bool, prefix: str, dtype: str = "fp32") -> dict:
             "logging_steps": 1, "save_strategy": "no", "report_to": []}
 
 
+def fsdp_arguments(checkpointing: bool) -> dict:
+    """TrainingArguments that make accelerate shard the model with FSDP2 across the Ray Train
+    workers (GPUs): one unit per transformer layer (the model's `_no_split_modules`),
+    parameters resharded after each forward, FSDP's activation checkpointing when asked
+    (instead of the trainer's, which would gather every layer once more), and a full state
+    dict at the end (see `full_state_dict`)."""
+    return {"fsdp": True, "fsdp_config": {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+                                          "reshard_after_forward": True, "state_dict_type": "FULL_STATE_DICT",
+                                          "activation_checkpointing": checkpointing}}
+
+
+def full_state_dict(model) -> dict | None:
+    """A sharded (FSDP2) model's whole weights, gathered to CPU on rank 0 (an empty dict on
+    the other ranks); None for a model that is not sharded. A collective: every worker calls it."""
+    from torch.distributed.tensor import DTensor
+
+    if not any(isinstance(p, DTensor) for p in model.parameters()):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
 def lora_config(r: int, alpha: int, dropout: float, task_type: str):
     """A peft LoraConfig on every linear layer of the transformer (peft's "all-linear": the
     LM head and a SEQ_CLS model's score head are left out; the score head is then trained in
@@ -96,15 +119,17 @@ def merged(model):
 
 def report_model(model, tokenizer, metrics: dict, log_history: list[dict]) -> None:
     """Called on every worker at the end: rank 0 saves the (unwrapped) model with its
-    tokenizer and training log, and reports it as the checkpoint."""
+    tokenizer and training log, and reports it as the checkpoint. A sharded model's weights
+    are first gathered from every worker."""
     import ray.train
     from ray.train import Checkpoint
 
+    state = full_state_dict(model)
     if ray.train.get_context().get_world_rank() != 0:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, **({} if state is None else {"state_dict": state}))
         tokenizer.save_pretrained(tmp)
         (Path(tmp) / TRAINING_LOG).write_text(json.dumps(without_timings(log_history), indent=1))
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))

@@ -7,7 +7,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from coderanker.training.ray_train import RayTrainConfig, fit, lora_config, merged, report_model, trainer_defaults
+from coderanker.training.ray_train import (
+    RayTrainConfig,
+    fit,
+    fsdp_arguments,
+    lora_config,
+    merged,
+    report_model,
+    trainer_defaults,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -55,11 +63,25 @@ class RerankerTrainConfig:
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass instead of keeping them: far
     less activation memory for one more forward pass per step."""
+    sharding: Literal["ddp", "fsdp"] = "ddp"
+    """How the Ray Train workers (`ray.num_workers`, one per GPU) hold the model. ddp: each
+    holds all of it (data-parallel replicas). fsdp: PyTorch FSDP2 through accelerate shards
+    weights, gradients and Adam's moments across them, each transformer layer gathered only
+    while it computes, for a full fine-tune that does not fit one GPU (a 6.7B reranker on
+    80 GB GPUs); gradient_checkpointing then uses FSDP's own activation checkpointing. GPUs
+    only (`ray.use_gpu`: accelerate has no FSDP on CPU); a full fine-tune (lora_r 0)."""
 
     def __post_init__(self):
         if self.lora_r and self.trainable_layers:
             raise ValueError("reranker.trainable_layers and reranker.lora_r cannot both be set: "
                              "LoRA adapts every layer (set one of them to 0)")
+        if self.sharding == "fsdp" and self.lora_r:
+            raise ValueError("reranker.sharding: fsdp shards a full fine-tune; with reranker.lora_r the trained "
+                             "weights are small and DDP replicas fit (set sharding: ddp or lora_r: 0)")
+
+
+FSDP_NEEDS_GPUS = ("reranker.sharding: fsdp needs ray.use_gpu: true (accelerate shards models across GPUs "
+                   "only; on CPU use sharding: ddp)")
 
 
 def select_training_pairs(pairs: list[dict], round_id: str, config: RerankerTrainConfig) -> list[dict]:
@@ -106,6 +128,8 @@ def train_reranker(pairs: list[dict], init_dir: str | os.PathLike, out_dir: str 
     including pairwise accuracy on the training pairs before and after training."""
     if not pairs:
         raise ValueError("no training pairs: no problem had both a passing and a failing candidate")
+    if config.sharding == "fsdp" and not ray_config.use_gpu:
+        raise ValueError(FSDP_NEEDS_GPUS)
     # Ray workers do not share the driver's working directory: paths go absolute.
     loop = {"pairs": pairs, "init": str(Path(init_dir).resolve()), "config": asdict(config),
             "use_gpu": ray_config.use_gpu, "dtype": dtype}
@@ -146,9 +170,10 @@ def train_reward_model(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizer
         weight_decay=config.weight_decay,
         center_rewards_coefficient=config.center_rewards_coefficient or None,
         seed=config.seed,
-        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing=config.gradient_checkpointing and config.sharding != "fsdp",
         disable_dropout=False,  # done above
         **trainer_defaults(loop["use_gpu"], "reward-", loop.get("dtype", "fp32")),
+        **(fsdp_arguments(config.gradient_checkpointing) if config.sharding == "fsdp" else {}),
     )
     peft_config = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, "SEQ_CLS")
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
