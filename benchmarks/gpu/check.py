@@ -1,6 +1,7 @@
 """Every model stage on one device and dtype, each asserting where its models live, with
 tokens/s, candidates/s and steps/s: sampling (HF, and vLLM when it is installed),
-reranker scoring, RewardTrainer steps, PPO steps (full and LoRA) and GRPO steps.
+reranker scoring, RewardTrainer steps, PPO steps (full and LoRA), GRPO steps, and on a GPU
+RewardTrainer steps with the reranker sharded by FSDP2 (`reranker.sharding: fsdp`).
 
     python -m benchmarks.gpu.check [--device cuda] [--dtype bf16] [--shape smollm2|tiny] [--tokenizer DIR]
 
@@ -70,6 +71,14 @@ def build_model(shape: str, tokenizer_dir: Path, out: Path) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def where(model) -> str:
@@ -227,6 +236,37 @@ def main(argv: list[str] | None = None) -> int:
     policy_stage("ppo", 0)
     policy_stage("ppo", 8)
     policy_stage("grpo", 0)
+
+    def train_reward_sharded():
+        """`reranker.sharding: fsdp` as one Ray Train GPU worker runs it: accelerate's FSDP2 on a
+        process group (here of one), the gathered weights as report_model saves them. Last: it
+        leaves a process group in this process."""
+        import torch.distributed as dist
+        from torch.distributed.tensor import DTensor
+
+        from coderanker.training.ray_train import full_state_dict
+
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", WORLD_SIZE="1",
+                          LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+        sharded = replace(reward_config, sharding="fsdp", gradient_checkpointing=True)
+        loop = {"pairs": pairs, "init": str(reranker_dir), "config": asdict(sharded), "use_gpu": True,
+                "dtype": args.dtype}
+        model, _, metrics, history = train_reward_model(loop)
+        if not all(isinstance(p, DTensor) for p in model.parameters()):
+            raise AssertionError("reranker.sharding: fsdp left parameters unsharded")
+        expect(model, args.device, "the sharded reranker")
+        state = full_state_dict(model)
+        if sorted(state) != sorted(model.state_dict()) or {t.device.type for t in state.values()} != {"cpu"}:
+            raise AssertionError("the gathered state dict is not the whole model on the CPU")
+        steps = sum(1 for entry in history if "loss" in entry)
+        dist.destroy_process_group()
+        return {"steps": steps, "world_size": 1, "loss_after": round(metrics["train_loss_after"], 4)}
+
+    if use_gpu:  # accelerate shards on GPUs only
+        figures = stages.run("train_reranker_fsdp", train_reward_sharded)
+        figures["steps_per_s"] = round(figures["steps"] / figures["seconds"], 3)
+    else:
+        print("train_reranker_fsdp: skipped (accelerate has FSDP on GPUs only)", flush=True)
     summary = {"device": args.device, "dtype": args.dtype, "shape": args.shape,
                "gpu": torch.cuda.get_device_name() if use_gpu else None, "torch": torch.__version__,
                "stages": stages.results}

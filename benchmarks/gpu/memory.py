@@ -11,6 +11,8 @@ follow what the code does:
 - training (TRL with `bf16`: mixed precision): the model is loaded in fp32, so every
   parameter holds 4 bytes, and every trainable one 12 more (its fp32 gradient and Adam's two
   moments); LoRA trains only the adapters, the base stays frozen;
+- `reranker.sharding: fsdp` splits the fp32 weights, gradients and moments over the GPUs;
+  each also holds its own activations and one gathered layer at a time;
 - PPO holds four models: the policy and the value model (trained), the reference policy
   (frozen; with LoRA it is the policy with its adapters off, no extra copy) and the reward
   model (frozen), the last two sized as the reranker.
@@ -34,6 +36,7 @@ from coderanker.config import load_params, section  # noqa: E402
 from coderanker.generation import SamplingConfig  # noqa: E402
 from coderanker.runtime import ModelConfig  # noqa: E402
 from coderanker.training.policy import PolicyTrainConfig  # noqa: E402
+from coderanker.training.ray_train import RayTrainConfig  # noqa: E402
 from coderanker.training.reward import RerankerTrainConfig  # noqa: E402
 
 GIB = 1024**3
@@ -109,6 +112,12 @@ def trained(params: int, lora_params: int, trainable: int = 0) -> float:
     return params * 4 + (lora_params or trainable or params) * 12 + lora_params * 4
 
 
+def largest_layer(shape: Shape) -> int:
+    """Parameters FSDP gathers at once besides a worker's shard: one reranker layer (for
+    deepseek-coder-6.7b 202M, more than its 132M embeddings; the figure is for such models)."""
+    return shape.reranker_per_layer
+
+
 def checkpointed(batch: int, tokens: int, hidden: int, layers: int) -> float:
     """One fp32 hidden state per layer and token (what gradient checkpointing keeps)."""
     return batch * tokens * hidden * 4 * layers
@@ -120,6 +129,7 @@ def rows(params: dict, prompt_tokens: int) -> list[tuple[str, float, str]]:
     sample = section(params, "sample", SamplingConfig)
     reranker = section(params, "reranker", RerankerTrainConfig)
     ppo = section(params, "ppo", PolicyTrainConfig)
+    ray = section(params, "ray", RayTrainConfig)
     shape = shape_of(model.source, model.reranker_layers)
     inference = 2 if model.dtype in ("auto", "bf16") else 4  # auto is bf16 on every GPU this targets
     kv = 2 * shape.layers * shape.kv_width * inference  # bytes per token: key and value, every layer
@@ -137,11 +147,17 @@ def rows(params: dict, prompt_tokens: int) -> list[tuple[str, float, str]]:
     batch = 2 * reranker.batch_size  # a pair is two sequences
     how = "fp32 weights + Adam" + (" (LoRA)" if lora_reranker else f" (top {top} layers)" if top else "")
     if getattr(reranker, "gradient_checkpointing", False):
-        train += checkpointed(batch, reranker.max_length, shape.hidden, shape.reranker_layers)
         how += f" + checkpointed activations ({batch} x {reranker.max_length} tokens)"
+        activations = checkpointed(batch, reranker.max_length, shape.hidden, shape.reranker_layers)
     else:
         how += "; activations not counted (lower bound)"
-    out.append(("train_reranker", train, how))
+        activations = 0
+    out.append(("train_reranker", train + activations, how))
+    if ray.use_gpu and not lora_reranker:
+        for gpus in (2, 4):  # reranker.sharding: fsdp over ray.num_workers GPUs
+            out.append((f"train_reranker, sharding: fsdp over {gpus} GPUs (each)",
+                        train / gpus + activations + largest_layer(shape) * 4,
+                        f"weights + Adam split {gpus} ways, each GPU's activations, one gathered fp32 layer"))
 
     lora_policy = shape.lora_per_rank_policy * getattr(ppo, "lora_r", 0)
     policy = trained(shape.policy, lora_policy)

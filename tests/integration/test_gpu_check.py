@@ -45,15 +45,22 @@ def test_every_model_stage_runs_on_the_cpu_in_each_dtype(tokenizer_dir, dtype):
         assert stages[name]["steps"] >= 1, (name, stages[name])
 
 
+def sharded_row(gpus: int) -> str:
+    return f"train_reranker, sharding: fsdp over {gpus} GPUs (each)"
+
+
 def test_the_memory_table_covers_every_stage_of_each_profile():
     done = subprocess.run([sys.executable, "-m", "benchmarks.gpu.memory", "--profile", "cpu", "--profile", "paper"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines()[2:]]
     table = {(p.strip(), s.strip()): float(g) for p, s, g, _ in rows}
-    for profile in ("cpu", "paper"):
-        assert {s for p, s in table if p == profile} == {"sample", "mine, evaluate (scoring)", "train_reranker",
-                                                           "ppo (policy training)"}
+    stages = {"sample", "mine, evaluate (scoring)", "train_reranker", "ppo (policy training)"}
+    sharded = {sharded_row(n) for n in (2, 4)}
+    assert {s for p, s in table if p == "cpu"} == stages  # no GPUs, no FSDP
+    assert {s for p, s in table if p == "paper"} == stages | sharded
+    # FSDP over 2 GPUs brings the full fine-tune of the 6.7B reranker under an 80 GB GPU, 4 further
+    assert table[("paper", "train_reranker")] > 80 > table[("paper", sharded_row(2))] > table[("paper", sharded_row(4))]
     # 6.7B in bf16 is 12.5 GiB of weights alone; SmolLM2-135M's sampler needs a few GiB at most
     assert table[("paper", "sample")] > 12.5 and table[("cpu", "sample")] < 4
     # LoRA in the paper profile keeps PPO's four models within one 141 GB GPU's reach
