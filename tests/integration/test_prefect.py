@@ -17,26 +17,10 @@ from pathlib import Path
 import pytest
 
 from ..helpers import copy_worktree, descendants, sh
-from .stack import free_port
+from .stack import free_port, start, stop
 
 pytestmark = pytest.mark.integration
 OVERRIDES = {"data.train": ["data/sources/extra.jsonl"], "data.train_limit": 0}
-
-
-def start(cmd: list[str], cwd: Path, env: dict, log: Path) -> subprocess.Popen:
-    handle = log.open("w")
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +42,8 @@ def prefect(tmp_path_factory):
            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PWD": str(repo)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    server = start(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], repo, env,
-                   root / "server.log")
+    server = start(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], root / "server.log",
+                   env, repo)
     worker = None
     try:
         deadline = time.monotonic() + 180
@@ -72,7 +56,7 @@ def prefect(tmp_path_factory):
                 time.sleep(1)
         sh(["prefect", "work-pool", "create", "coderanker", "--type", "process"], repo, env)
         sh(["prefect", "--no-prompt", "deploy", "--all"], repo, env)
-        worker = start(["prefect", "worker", "start", "--pool", "coderanker"], repo, env, root / "worker.log")
+        worker = start(["prefect", "worker", "start", "--pool", "coderanker"], root / "worker.log", env, repo)
         yield repo, env, root / "worker.log"
     finally:
         if worker is not None:
@@ -171,8 +155,8 @@ def test_a_flow_run_whose_worker_dies_is_rerun_and_resumes_from_dvc(prefect):
         handle.write(json.dumps(starter("train")[6].to_record()) + "\n")
     kill_workers()
     paused_log = worker_log.with_suffix(".paused.log")
-    paused = start(["prefect", "worker", "start", "--pool", "coderanker"], repo,
-                   {**env, "CODERANKER_PAUSE_BEFORE_COMMIT": "mine@r0"}, paused_log)
+    paused = start(["prefect", "worker", "start", "--pool", "coderanker"], paused_log,
+                   {**env, "CODERANKER_PAUSE_BEFORE_COMMIT": "mine@r0"}, repo)
     try:
         sh(["prefect", "deployment", "run", "self-training/manual", "--param", "profile=tiny", "--param",
             "rounds=1", "--param", f"overrides={json.dumps(OVERRIDES)}"], repo, env)
@@ -186,7 +170,7 @@ def test_a_flow_run_whose_worker_dies_is_rerun_and_resumes_from_dvc(prefect):
         kill_workers()
     finally:
         stop(paused)
-    worker = start(["prefect", "worker", "start", "--pool", "coderanker"], repo, env, worker_log.with_suffix(".2.log"))
+    worker = start(["prefect", "worker", "start", "--pool", "coderanker"], worker_log.with_suffix(".2.log"), env, repo)
     try:
         out = run_manual(repo, env)
         assert "Completed" in out, out[-3000:]
