@@ -76,64 +76,40 @@ def lock_outs(repo: Path) -> dict[str, str]:
 SCORE_TOLERANCE = 1e-6
 
 
-def close(x, y) -> bool:
-    """JSON values equal, except that scores (keys ending in `score`, and every figure of
-    `score_stats`) may differ by float32 rounding (SCORE_TOLERANCE, relative)."""
+def close(x, y, score: bool = False) -> bool:
+    """JSON values equal, except that scores (the values under a key ending in `score`, and
+    every figure of `score_stats`) may differ by float32 rounding (SCORE_TOLERANCE, relative)."""
     if isinstance(x, dict) and isinstance(y, dict):
         return x.keys() == y.keys() and all(
-            close_score(x[k], y[k]) if k.endswith("score") or k == "score_stats" else close(x[k], y[k]) for k in x)
+            close(x[k], y[k], score or k.endswith("score") or k == "score_stats") for k in x)
     if isinstance(x, list) and isinstance(y, list):
-        return len(x) == len(y) and all(map(close, x, y))
-    return x == y
-
-
-def close_score(x, y) -> bool:
-    if isinstance(x, dict) and isinstance(y, dict):
-        return x.keys() == y.keys() and all(close_score(x[k], y[k]) for k in x)
-    if isinstance(x, float) and isinstance(y, float):
+        return len(x) == len(y) and all(close(a, b, score) for a, b in zip(x, y, strict=True))
+    if score and isinstance(x, float) and isinstance(y, float):
         return abs(x - y) <= SCORE_TOLERANCE * max(1.0, abs(x))
     return x == y
 
 
-def pairs_differences(ours: Path, theirs: Path) -> list[str]:
-    """How two pairs directories (data/<round>/pairs) differ beyond float32 rounding of the
-    scores they record: the same files and pairs, every other field equal."""
+def json_differences(ours: Path, theirs: Path) -> list[str]:
+    """How two output directories of JSON and JSON Lines files (data/<round>/scored,
+    data/<round>/pairs) differ beyond float32 rounding of the scores they record: the same
+    files and records, every other field equal."""
     import json
+
+    def records(path: Path) -> list:
+        text = path.read_text()
+        return [json.loads(line) for line in text.splitlines()] if path.suffix == ".jsonl" else [json.loads(text)]
 
     names = sorted(p.name for p in ours.iterdir())
     if names != sorted(p.name for p in theirs.iterdir()):
         return [f"files {names} vs {sorted(p.name for p in theirs.iterdir())}"]
     found = []
     for name in names:
-        a, b = (ours / name).read_text(), (theirs / name).read_text()
-        if name.endswith(".jsonl"):
-            a, b = [json.loads(line) for line in a.splitlines()], [json.loads(line) for line in b.splitlines()]
-        else:
-            a, b = json.loads(a), json.loads(b)
-        if not close(a, b):
-            found.append(name)
-    return found
-
-
-def scored_differences(ours: Path, theirs: Path) -> list[str]:
-    """How two scored directories (data/<round>/scored) differ beyond float32 rounding of
-    `score`: files, records and every other field must be equal."""
-    import json
-
-    found = []
-    names = sorted(p.name for p in ours.iterdir())
-    if names != sorted(p.name for p in theirs.iterdir()):
-        return [f"files {names} vs {sorted(p.name for p in theirs.iterdir())}"]
-    for name in names:
-        a, b = ((ours / name).read_text().splitlines(), (theirs / name).read_text().splitlines())
+        a, b = records(ours / name), records(theirs / name)
         if len(a) != len(b):
             found.append(f"{name}: {len(a)} vs {len(b)} records")
             continue
-        for line, (x, y) in enumerate(zip(map(json.loads, a), map(json.loads, b), strict=True), 1):
-            sx, sy = x.pop("score", None), y.pop("score", None)
-            if x != y or (sx is None) != (sy is None) or (
-                    sx is not None and abs(sx - sy) > SCORE_TOLERANCE * max(1.0, abs(sx))):
-                found.append(f"{name}:{line}: {sx} vs {sy}" if x == y else f"{name}:{line}: fields differ")
+        found += [f"{name}:{line}: differs" for line, (x, y) in enumerate(zip(a, b, strict=True), 1)
+                  if not close(x, y)]
     return found
 
 
@@ -146,11 +122,8 @@ def differing_outputs(ours: Path, theirs: Path) -> list[str]:
     for path in sorted(set(a) | set(b)):
         if path.startswith("metrics/") or a.get(path) == b.get(path):
             continue
-        if re.fullmatch(r"data/[^/]+/scored", path) and path in a and path in b \
-                and not scored_differences(ours / path, theirs / path):
-            continue
-        if re.fullmatch(r"data/[^/]+/pairs", path) and path in a and path in b \
-                and not pairs_differences(ours / path, theirs / path):
+        if re.fullmatch(r"data/[^/]+/(scored|pairs)", path) and path in a and path in b \
+                and not json_differences(ours / path, theirs / path):
             continue
         differ.append(path)
     return differ
