@@ -57,8 +57,9 @@ def with_votes(group: list[dict]) -> list[dict]:
     program (the greedy candidate is not counted: it is not one of the N samples)."""
     from coderanker.metrics import sampled
 
-    counts = Counter(program_key(r["completion"], r.get("language", "py")) for r in sampled(group))
-    return [{**r, "votes": counts[program_key(r["completion"], r.get("language", "py"))]} for r in group]
+    keys = [program_key(r["completion"], r.get("language", "py")) for r in group]
+    counts = Counter(key for key, r in zip(keys, group, strict=True) if sampled([r]))
+    return [{**r, "votes": counts[key]} for key, r in zip(keys, group, strict=True)]
 
 
 def rules() -> dict[str, Callable[[dict], object]]:
