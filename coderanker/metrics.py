@@ -1,16 +1,20 @@
 """Pure evaluation maths: pass@k, greedy and oracle pass rates, reranked top-1, rank metrics,
-paired bootstrap intervals, and generate-prune-rank figures.
+paired bootstrap intervals, generate-prune-rank figures and the consensus baseline.
 
 Inputs are execution results (dicts with `name`, `status`, `greedy`, optional `reference`,
 `score`, `visible_status` (the status on the problem's visible example tests, absent when it
-has none) and `truncated` (the sampler hit its token limit)).
+has none), `truncated` (the sampler hit its token limit) and `completion` and `language`, or
+`program` (their `program_key`), for the consensus figures).
 `sandbox_error` results are infrastructure failures: they are left out of every count.
 Every figure is None when undefined, never NaN; every interval is [low, high] or None.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import ast
+import hashlib
+import textwrap
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -40,9 +44,30 @@ def group_by_problem(results: Iterable[dict]) -> dict[str, list[dict]]:
 
 
 def figure_fields(result: dict, *extra: str) -> dict:
-    """The result cut to FIGURE_FIELDS and `extra` (those it has): the figures of the cut results
-    equal those of the full ones, without holding programs or outputs."""
-    return {key: result[key] for key in (*FIGURE_FIELDS, *extra) if key in result}
+    """The result cut to FIGURE_FIELDS and `extra` (those it has), with `program` (its
+    `program_key`) in place of the program: the figures of the cut results equal those of the
+    full ones, without holding programs or outputs."""
+    cut = {key: result[key] for key in (*FIGURE_FIELDS, *extra) if key in result}
+    program = program_key(result)
+    return cut if program is None else {**cut, "program": program}
+
+
+def program_key(result: dict) -> str | None:
+    """Which program a result ran, for the consensus vote: a digest of its Python syntax tree
+    (comments, blank lines and formatting do not count), or of its whitespace-collapsed text in
+    other languages and where it does not parse; the result's `program` when it carries one;
+    None without a completion."""
+    if "program" in result:
+        return result["program"]
+    if "completion" not in result:
+        return None
+    text = " ".join(result["completion"].split())
+    if result.get("language", "py") == "py":
+        try:
+            text = ast.dump(ast.parse(textwrap.dedent(result["completion"])))
+        except (SyntaxError, ValueError, RecursionError):  # ValueError: a NUL byte; RecursionError: deep nesting
+            pass
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def sampled(group: list[dict]) -> list[dict]:
@@ -275,6 +300,47 @@ def truncation_rate(groups: dict[str, list[dict]]) -> float | None:
     return flagged_fraction(groups, "truncated", bool)
 
 
+def vote_counts(samples: list[dict]) -> list[int]:
+    """Per sample, how many of the problem's samples are the same program (`program_key`)."""
+    keys = [program_key(r) for r in samples]
+    counts = Counter(keys)
+    return [counts[key] for key in keys]
+
+
+def consensus_picks(groups: dict[str, list[dict]]) -> list[float] | None:
+    """Per problem with samples, whether the consensus pick passes: a sample of the program the
+    problem's samples repeat most often (a self-consistency vote, as AlphaCode's clustering
+    and MBR decoding choose, without executing anything; ties to the earliest sample). None
+    when the results do not say which program they ran."""
+    problems = sample_lists(groups)
+    if any(program_key(r) is None for samples in problems for r in samples):
+        return None
+    picks = []
+    for samples in problems:
+        votes = vote_counts(samples)
+        picks.append(float(passes(samples[votes.index(max(votes))])))
+    return picks
+
+
+def consensus_summary(groups: dict[str, list[dict]], score: Callable[[dict], float] | None = None,
+                      seed: int = 0) -> dict:
+    """The consensus baseline: `consensus_pass@1`, its gain over a random pick with a paired
+    bootstrap interval, and (with a reranker's score) `reranked_minus_consensus` with its own."""
+    picks = consensus_picks(groups)
+    if picks is None:
+        return {"consensus_pass@1": None, "consensus_gain": None, "consensus_gain_ci95": None}
+    randoms = [count_passing(samples) / len(samples) for samples in sample_lists(groups)]
+    gains = [pick - random for pick, random in zip(picks, randoms, strict=True)]
+    summary = {"consensus_pass@1": mean_or_none(picks), "consensus_gain": mean_or_none(gains),
+               "consensus_gain_ci95": bootstrap_ci95(gains, seed=seed)}
+    if score is not None:
+        versus = [top - pick for top, pick in
+                  zip(top_pick_outcomes(sample_lists(groups), score), picks, strict=True)]
+        summary |= {"reranked_minus_consensus": mean_or_none(versus),
+                    "reranked_minus_consensus_ci95": bootstrap_ci95(versus, seed=seed)}
+    return summary
+
+
 def reranker_summary(groups: dict[str, list[dict]], score: Callable[[dict], float], seed: int = 0) -> dict:
     """The figures that need a reranker score, with paired bootstrap intervals over problems."""
     flat = [r for samples in sample_lists(groups) for r in samples]
@@ -310,6 +376,7 @@ def summarise(results: Iterable[dict], score: Callable[[dict], float] | None = N
     if score is not None:
         summary.update(reranker_summary(groups, score, seed))
         summary["gap_closed"] = gap_closed(summary["reranked_pass@1"], summary["pass@1"], summary["oracle_pass@n"])
+    summary.update(consensus_summary(groups, score, seed))
     return summary
 
 

@@ -13,18 +13,17 @@ Rules, each picking one sample per problem:
 protocol, as `reranked_pass@1`), `consensus` (a sample of the largest group of identical
 programs: same syntax tree for Python, same text up to whitespace elsewhere; a
 self-consistency vote, as AlphaCode clusters and MBR decoding select, but without
-executing anything), `consensus+reranker` (the reranker's pick within the largest group)
-and `oracle`. Per rule: pass@1, the gain over a random pick and the difference from greedy
-with paired 95% bootstrap intervals over problems, and top-1 hits among the problems with
-a choice next to chance. Nothing runs a model; reads only.
+executing anything; every round's metrics report it as `consensus_pass@1`),
+`consensus+reranker` (the reranker's pick within the largest group) and `oracle`. Per
+rule: pass@1, the gain over a random pick and the difference from greedy with paired 95%
+bootstrap intervals over problems, and top-1 hits among the problems with a choice next to
+chance. Nothing runs a model; reads only.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
-import textwrap
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -41,23 +40,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def program_key(completion: str, language: str) -> str:
-    """Identity of a program for the vote: its Python syntax tree (comments, blank lines and
-    formatting do not count), or its whitespace-collapsed text where it does not parse."""
-    if language == "py":
-        try:
-            return ast.dump(ast.parse(textwrap.dedent(completion)))
-        except SyntaxError:
-            pass
-    return " ".join(completion.split())
-
-
 def with_votes(group: list[dict]) -> list[dict]:
     """A problem's records, each with `votes`: how many of its sampled records are the same
-    program (the greedy candidate is not counted: it is not one of the N samples)."""
-    from coderanker.metrics import sampled
+    program (`coderanker.metrics.program_key`; the greedy candidate is not counted: it is not
+    one of the N samples)."""
+    from coderanker.metrics import program_key, sampled
 
-    keys = [program_key(r["completion"], r.get("language", "py")) for r in group]
+    keys = [program_key(r) for r in group]
     counts = Counter(key for key, r in zip(keys, group, strict=True) if sampled([r]))
     return [{**r, "votes": counts[key]} for key, r in zip(keys, group, strict=True)]
 

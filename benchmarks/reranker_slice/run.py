@@ -3,15 +3,29 @@ problems is held out, rerankers are trained on the other problems' pairs under e
 variant, and each is measured on the held-out problems' own samples (every round's).
 
     .venv/bin/python -m benchmarks.reranker_slice --run DIR [--holdout 40] [--pairs 192]
-        [--variants file:0 spread:0 spread:3]
+        [--variants file:0 spread:0 spread:3] [--folds K]
 
 DIR is a finished `dvc repro` checkout of the cpu profile (data/r*/results, data/r0/pairs,
-models/seed/reranker). A variant is SELECTION:TRAINABLE_LAYERS: `file` takes the first
+models/seed/reranker). A variant is SELECTION:TRAINABLE_LAYERS[:LEARNING_RATE[:EPOCHS]] (defaults
+3e-5 and 1, the cpu profile's): `file` takes the first
 --pairs pairs in file order (the selection before 2026-11-29: problems in name order), `spread`
 is `select_training_pairs` (pairs whose chosen program is a model sample first, then one
-pair per problem at a time). Figures: within-problem pairwise accuracy on the held-out
-problems' (passing, failing) sample pairs with a 95% bootstrap interval over problems,
-top-1 hit rate next to chance, and training pairs/s.
+pair per problem at a time) over r0's mined pairs. Two more draw fresh pairs from every
+round's training results (at most --per-problem per problem, `coderanker.pairs.build_pairs`),
+then select as `spread` does: `samples` keeps the pairs whose passing program is a model
+sample, `references` those whose passing program is the problem's reference.
+
+--folds K cross-fits instead of holding one slice out: the problems are dealt into K folds,
+each fold is scored by a reranker trained on the other folds' pairs, so every problem with
+a choice counts once (4x the held-out problems of --holdout 40 at K=4, at K trainings per
+variant). Rows `untrained` (the seed reranker), `vote` (the largest group of identical
+programs, `benchmarks.pick_baselines`) and `likelihood` / `mean likelihood` (the response's
+total / per-token log-probability under the seed policy) are measured on the same pools.
+
+Figures: within-problem pairwise accuracy on the held-out problems' (passing, failing)
+sample pairs with a 95% bootstrap interval over problems, top-1 hit rate next to chance,
+the top pick's gain over a random pick among problems with a choice (with its interval),
+and training pairs/s.
 """
 
 from __future__ import annotations
@@ -32,11 +46,27 @@ if __package__ in (None, ""):
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="a finished cpu-profile dvc repro checkout")
-    parser.add_argument("--holdout", type=int, default=40, help="training problems held out")
-    parser.add_argument("--pairs", type=int, default=192, help="training pairs per variant")
-    parser.add_argument("--variants", nargs="+", default=["file:0", "spread:0", "spread:3"])
+    parser.add_argument("--holdout", type=int, default=40, help="training problems held out (without --folds)")
+    parser.add_argument("--folds", type=int, default=0, help="cross-fit over K folds instead of one held-out slice")
+    parser.add_argument("--pairs", type=int, default=192, help="training pairs per variant (and fold)")
+    parser.add_argument("--per-problem", type=int, default=8,
+                        help="pairs drawn per problem by the `samples` and `references` selections")
+    parser.add_argument("--variants", nargs="*", default=["file:0", "spread:0", "spread:3"])
+    parser.add_argument("--init", type=Path, help="the untrained reranker to start from (default: the run's "
+                        "models/seed/reranker; another `pipelines.prepare_models --reranker-layers` output to "
+                        "compare depths)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
+
+
+def held_out_slices(names: list[str], holdout: int, folds: int, seed: int) -> list[set[str]]:
+    """The held-out problem sets: one slice of `holdout` problems, or (folds > 0) every
+    problem dealt into `folds` disjoint folds after a seeded shuffle."""
+    names = sorted(names)
+    random.Random(seed).shuffle(names)
+    if folds:
+        return [set(names[i::folds]) for i in range(folds)]
+    return [set(names[:holdout])]
 
 
 def held_out_samples(run: Path, holdout: set[str]) -> list[dict]:
@@ -61,74 +91,165 @@ def mark_references(pairs: list[dict], run: Path) -> list[dict]:
             for p in pairs]
 
 
-def measure(scored: list[dict], seed: int) -> dict:
-    from coderanker.metrics import bootstrap_ci95, group_by_problem, pairwise_counts, top_k_hits
+def fresh_pairs(run: Path, per_problem: int, seed: int) -> list[dict]:
+    """(passing, failing) pairs drawn from every round's training results pooled (identical
+    programs once), at most `per_problem` per problem, as the mine stage records them."""
+    from coderanker.jsonl import read_jsonl
+    from coderanker.mining import pair_record
+    from coderanker.pairs import PairConfig, build_pairs
+
+    results = [r for path in sorted(run.glob("data/r*/results/train.jsonl")) for r in read_jsonl(path)]
+    config = PairConfig(max_pairs_per_problem=per_problem, seed=seed)
+    return [pair_record(chosen, rejected, "pooled", "pair", 0.0) for chosen, rejected in build_pairs(results, config)]
+
+
+def variant_pairs(selection: str, mined: list[dict], pooled: list[dict], count: int, config) -> list[dict]:
+    """The training pairs of one variant (see the module's docstring)."""
+    from coderanker.training.reward import select_training_pairs
+
+    if selection == "file":
+        return mined[:count]
+    if selection == "spread":
+        return select_training_pairs(mined, "r0", config)
+    if selection in ("samples", "references"):
+        wanted = selection == "references"
+        return select_training_pairs([p for p in pooled if p["chosen_reference"] == wanted], "pooled", config)
+    raise SystemExit(f"unknown selection {selection!r}: file, spread, samples or references")
+
+
+def measure(scored: list[dict], seed: int, score=lambda r: r["score"]) -> dict:
+    from coderanker.metrics import (
+        bootstrap_ci95,
+        choice_sample_lists,
+        count_passing,
+        group_by_problem,
+        pairwise_counts,
+        passes,
+        top_k_hits,
+        top_sample,
+    )
 
     groups = group_by_problem(scored)
-    wins, totals = pairwise_counts(groups, lambda r: r["score"])
+    wins, totals = pairwise_counts(groups, score)
     per_problem = [w / t for w, t in zip(wins, totals, strict=True)]
-    hits = top_k_hits(groups, lambda r: r["score"])
+    hits = top_k_hits(groups, score)
+    gain = [float(passes(top_sample(samples, score))) - count_passing(samples) / len(samples)
+            for samples in choice_sample_lists(groups)]
     return {"pairwise_acc": sum(wins) / sum(totals), "pairwise_acc_problem_mean": sum(per_problem) / len(per_problem),
             "pairwise_acc_ci95": bootstrap_ci95(per_problem, seed=seed), "eval_pairs": sum(totals),
-            "problems_with_choice": len(totals), **hits}
+            "problems_with_choice": len(totals), "choice_gain": sum(gain) / len(gain),
+            "choice_gain_ci95": bootstrap_ci95(gain, seed=seed), **hits}
+
+
+def policy_log_likelihoods(policy_dir: Path, problems: dict, samples: list[dict], style: str,
+                           max_length: int) -> list[tuple[float, float]]:
+    """Per sample, the (total, per-token mean) log-probability of its response (as the reranker
+    sees it, EOS included) under the policy: a score that needs no training and no pool."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coderanker.reranker import candidate_response, encode_parts
+
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32).eval()
+    figures = []
+    with torch.inference_mode():
+        for sample in samples:
+            query, answer = encode_parts(tokenizer, style, problems[sample["name"]], candidate_response(sample),
+                                         max_length)
+            ids = torch.tensor([query + answer])
+            logits = model(input_ids=ids).logits[0, len(query) - 1: -1].float()
+            token = torch.log_softmax(logits, dim=-1).gather(1, ids[0, len(query):, None])[:, 0]
+            figures.append((float(token.sum()), float(token.mean())))
+    return figures
+
+
+def with_choice(samples: list[dict]) -> list[dict]:
+    """The samples of problems with both passing and failing samples (elsewhere every pick
+    has the same outcome, so only these are scored)."""
+    from coderanker.metrics import choice_sample_lists, group_by_problem
+
+    return [r for group in choice_sample_lists(group_by_problem(samples)) for r in group]
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     from transformers import AutoTokenizer
 
+    from benchmarks.pick_baselines.run import with_votes
     from coderanker.generation import resolve_style
     from coderanker.jsonl import read_jsonl
+    from coderanker.metrics import group_by_problem
     from coderanker.problems import by_name, load_problems
     from coderanker.reranker import Reranker, encode_pair, read_prompt_style
     from coderanker.training.ray_train import RayTrainConfig
-    from coderanker.training.reward import RerankerTrainConfig, select_training_pairs, train_reranker
+    from coderanker.training.reward import RerankerTrainConfig, train_reranker
 
     problems = by_name(load_problems(args.run / "data/problems/train.jsonl"))
-    names = sorted(problems)
-    random.Random(args.seed).shuffle(names)
-    holdout = set(names[: args.holdout])
-    pairs = [p for p in mark_references(read_jsonl(args.run / "data/r0/pairs/pairs.jsonl"), args.run)
-             if p["name"] not in holdout]
-    samples = held_out_samples(args.run, holdout)
-    init = args.run / "models/seed/reranker"
+    slices = held_out_slices(list(problems), args.holdout, args.folds, args.seed)
+    mined = mark_references(read_jsonl(args.run / "data/r0/pairs/pairs.jsonl"), args.run)
+    pooled = fresh_pairs(args.run, args.per_problem, args.seed)
+    init = args.init or args.run / "models/seed/reranker"
     tokenizer = AutoTokenizer.from_pretrained(init)
     style = resolve_style(read_prompt_style(init), tokenizer)
     base = RerankerTrainConfig(init="seed", max_pairs=args.pairs, epochs=1.0, learning_rate=3e-5, batch_size=4,
                                max_length=512, warmup_ratio=0.1, score_batch_size=20, fit_eval_pairs=24)
-    print(f"held out {len(holdout)} training problems, {len(samples)} samples; "
-          f"{len(pairs)} pairs on the other {len(problems) - len(holdout)} "
-          f"({sum(not p['chosen_reference'] for p in pairs)} with a model sample chosen)", flush=True)
-    rows = {}
+    samples = [with_choice(held_out_samples(args.run, holdout)) for holdout in slices]
+    print(f"{len(slices)} held-out slice(s) of {sorted(map(len, slices))} training problems; "
+          f"{sum(map(len, samples))} samples of the {len(group_by_problem(sum(samples, [])))} held-out problems "
+          f"with a choice; pairs: r0 mined {len(mined)}, pooled {len(pooled)} "
+          f"({sum(not p['chosen_reference'] for p in pooled)} with a model sample chosen)", flush=True)
+    everything = sum(samples, [])
+    rows = {"vote": {**measure([r for group in group_by_problem(everything).values() for r in with_votes(group)],
+                               args.seed, score=lambda r: r["votes"])}}
+    untrained = Reranker.load(str(init), max_length=base.max_length, batch_size=base.score_batch_size)
+    rows["untrained"] = measure([{**s, "score": v} for s, v in
+                                 zip(everything, untrained.score_candidates(problems, everything), strict=True)],
+                                args.seed)
+    del untrained
+    likelihoods = policy_log_likelihoods(args.run / "models/seed/policy", problems, everything, style, base.max_length)
+    for label, index in (("likelihood", 0), ("mean likelihood", 1)):
+        rows[label] = measure([{**s, "score": v[index]} for s, v in zip(everything, likelihoods, strict=True)],
+                              args.seed)
     for variant in args.variants:
-        selection, layers = variant.split(":")
-        config = replace(base, trainable_layers=int(layers))
-        chosen = pairs[: args.pairs] if selection == "file" else select_training_pairs(pairs, "r0", config)
-        encoded = [{"chosen_ids": encode_pair(tokenizer, style, problems[p["name"]], p["chosen"], config.max_length),
-                    "rejected_ids": encode_pair(tokenizer, style, problems[p["name"]], p["rejected"],
-                                                config.max_length)} for p in chosen]
-        with tempfile.TemporaryDirectory(prefix="slice-") as out:
-            start = time.monotonic()
-            train_reranker(encoded, init, out, config, RayTrainConfig(), "fp32")
-            seconds = time.monotonic() - start
-            log = json.loads((Path(out) / "training_log.json").read_text())
-            runtime = next((float(e["train_runtime"]) for e in log if "train_runtime" in e), seconds)
-            scorer = Reranker.load(out, max_length=config.max_length, batch_size=config.score_batch_size)
-            scored = [{**s, "score": v} for s, v in zip(samples, scorer.score_candidates(problems, samples),
-                                                          strict=True)]
-        rows[variant] = {"problems_trained": len({p["name"] for p in chosen}),
-                         "model_sample_chosen": sum(not p["chosen_reference"] for p in chosen),
-                         "pairs_per_s": len(chosen) / runtime, "stage_seconds": seconds,
+        selection, layers, *rest = variant.split(":")
+        config = replace(base, trainable_layers=int(layers), **dict(zip(("learning_rate", "epochs"),
+                                                                         map(float, rest), strict=False)))
+        scored, trained, runtime, seconds = [], [], 0.0, 0.0
+        for holdout, held in zip(slices, samples, strict=True):
+            chosen = variant_pairs(selection, [p for p in mined if p["name"] not in holdout],
+                                   [p for p in pooled if p["name"] not in holdout], args.pairs, config)
+            encoded = [{"chosen_ids": encode_pair(tokenizer, style, problems[p["name"]], p["chosen"],
+                                                  config.max_length),
+                        "rejected_ids": encode_pair(tokenizer, style, problems[p["name"]], p["rejected"],
+                                                    config.max_length)} for p in chosen]
+            with tempfile.TemporaryDirectory(prefix="slice-") as out:
+                start = time.monotonic()
+                train_reranker(encoded, init, out, config, RayTrainConfig(), "fp32")
+                elapsed = time.monotonic() - start
+                seconds += elapsed
+                log = json.loads((Path(out) / "training_log.json").read_text())
+                runtime += next((float(e["train_runtime"]) for e in log if "train_runtime" in e), elapsed)
+                scorer = Reranker.load(out, max_length=config.max_length, batch_size=config.score_batch_size)
+                scored += [{**s, "score": v} for s, v in zip(held, scorer.score_candidates(problems, held),
+                                                             strict=True)]
+            trained.append(chosen)
+        rows[variant] = {"pairs": sum(map(len, trained)),
+                         "model_sample_chosen": sum(not p["chosen_reference"] for c in trained for p in c),
+                         "pairs_per_s": sum(map(len, trained)) / runtime, "stage_seconds": seconds,
                          **measure(scored, args.seed)}
         print(variant, json.dumps(rows[variant]), flush=True)
-    first = next(iter(rows))
+    first = next(iter(args.variants), None)
     for variant, row in rows.items():
         low, high = row["pairwise_acc_ci95"]
-        print(f"{variant:>10}: pairwise acc {row['pairwise_acc']:.3f} "
-              f"(problem mean {row['pairwise_acc_problem_mean']:.3f} "
-              f"[{low:.3f}, {high:.3f}]) top-1 {row['top1_hit_rate']:.3f} vs chance {row['top1_chance']:.3f} "
-              f"on {row['problems_with_choice']} problems; {row['pairs_per_s']:.2f} pairs/s "
-              f"({row['pairs_per_s'] / rows[first]['pairs_per_s']:.2f}x {first})")
+        gain_low, gain_high = row["choice_gain_ci95"]
+        speed = (f"; {row['pairs_per_s']:.2f} pairs/s ({row['pairs_per_s'] / rows[first]['pairs_per_s']:.2f}x "
+                 f"{first})" if "pairs_per_s" in row else "")
+        print(f"{variant:>14}: pairwise acc {row['pairwise_acc']:.3f} "
+              f"(problem mean {row['pairwise_acc_problem_mean']:.3f} [{low:.3f}, {high:.3f}]) "
+              f"top-1 {row['top1_hit_rate']:.3f} vs chance {row['top1_chance']:.3f}, "
+              f"gain {row['choice_gain']:+.3f} [{gain_low:+.3f}, {gain_high:+.3f}] "
+              f"on {row['problems_with_choice']} problems{speed}")
 
 
 if __name__ == "__main__":

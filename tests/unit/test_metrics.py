@@ -16,6 +16,7 @@ from coderanker.metrics import (
     group_by_problem,
     pairwise_accuracy,
     pass_at_k,
+    program_key,
     reranked_pass_at_1,
     roc_auc,
     summarise,
@@ -99,6 +100,69 @@ def test_summary_hand_computed():
     std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
     assert summary["reranked_gain_se"] == pytest.approx(std / math.sqrt(3))
     assert summary["problems_with_choice"] == 2
+
+
+def program(completion: str, language: str = "py") -> str | None:
+    return program_key({"completion": completion, "language": language})
+
+
+def test_program_key_ignores_formatting_and_comments_but_not_code():
+    body = "    if x:\n        return 1\n    return 2\n"
+    assert program(body) == program("    if x:  # one\n\n        return (1)\n    return 2")
+    assert program(body) != program("    if x:\n        return 2\n    return 1\n")
+    broken = "    return (x +\n"  # does not parse: compared as text, whitespace collapsed
+    assert program(broken) == program("    return  (x +")
+    assert program("int f() {\n  return 1; }", "cpp") == program("int f() { return 1; }", "cpp")
+    assert program("return 1", "cpp") != program("return 2", "cpp")
+    assert program("x = '\0'\0") is not None  # a NUL byte: not Python, compared as text
+    assert program_key({"program": "abc", "completion": "ignored"}) == "abc"
+    assert program_key({"name": "p"}) is None
+
+
+CONSENSUS = [
+    # p1: the passing program is written twice (once reformatted), three failing ones once; the
+    # reranker prefers a failing one
+    {**result("p1", "failed", 0, score=0.9), "completion": "    return a\n"},
+    {**result("p1", "passed", 1, score=0.1), "completion": "    return x + 1\n"},
+    {**result("p1", "failed", 2, score=0.2), "completion": "    return b\n"},
+    {**result("p1", "passed", 3, score=0.3), "completion": "    return (x  +  1)  # again\n"},
+    {**result("p1", "failed", 4, score=0.0), "completion": "    return c\n"},
+    # p2: a failing program written twice, the passing one once (the vote is wrong; the greedy
+    # candidate's copy of the passing program is not a vote)
+    {**result("p2", "failed", 0, score=0.1), "completion": "    return 0\n"},
+    {**result("p2", "passed", 1, score=0.5), "completion": "    return 1\n"},
+    {**result("p2", "failed", 2, score=0.2), "completion": "    return 0\n"},
+    {**result("p2", "passed", -1, greedy=True), "completion": "    return 1\n"},
+    {**result("p2", "passed", -1, greedy=True), "completion": "    return 1\n"},
+    # p3: all different, ties go to the earliest sample (which passes)
+    {**result("p3", "passed", 0, score=0.0), "completion": "    return 3\n"},
+    {**result("p3", "failed", 1, score=1.0), "completion": "    return 4\n"},
+]  # fmt: skip
+
+
+def test_consensus_picks_the_most_written_program():
+    summary = summarise(CONSENSUS, score=lambda r: r["score"])
+    assert summary["consensus_pass@1"] == pytest.approx(2 / 3)  # p1 right, p2 wrong, p3 right (tie)
+    gains = [1 - 2 / 5, 0 - 1 / 3, 1 - 1 / 2]
+    assert summary["consensus_gain"] == pytest.approx(sum(gains) / 3)
+    low, high = summary["consensus_gain_ci95"]
+    assert low <= summary["consensus_gain"] <= high
+    # the reranker: p1 wrong (0.9), p2 right (0.5), p3 wrong (1.0)
+    assert summary["reranked_pass@1"] == pytest.approx(1 / 3)
+    assert summary["reranked_minus_consensus"] == pytest.approx((-1 + 1 - 1) / 3)
+    assert summary["reranked_minus_consensus_ci95"] is not None
+    cut = [figure_fields(r, "score") for r in CONSENSUS]
+    assert not any("completion" in r for r in cut)
+    assert summarise(cut, score=lambda r: r["score"]) == summary
+    without_reranker = summarise(CONSENSUS)
+    assert without_reranker["consensus_pass@1"] == summary["consensus_pass@1"]
+    assert "reranked_minus_consensus" not in without_reranker
+
+
+def test_consensus_needs_to_know_the_programs():
+    summary = summarise(RESULTS, score=lambda r: r["score"])  # results without completions
+    assert summary["consensus_pass@1"] is None and summary["consensus_gain_ci95"] is None
+    assert "reranked_minus_consensus" not in summary
 
 
 def test_sandbox_errors_are_not_counted():

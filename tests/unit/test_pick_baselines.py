@@ -1,11 +1,12 @@
-"""benchmarks/pick_baselines: the vote's program identity and the per-rule figures, on small
-hand-computed pools, and the command on a run directory laid out as `dvc repro` leaves it."""
+"""benchmarks/pick_baselines: the vote counts and the per-rule figures, on small hand-computed
+pools, and the command on a run directory laid out as `dvc repro` leaves it (the vote's program
+identity, `coderanker.metrics.program_key`, is tested in test_metrics)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.pick_baselines.run import main, measure, program_key, with_votes
+from benchmarks.pick_baselines.run import main, measure, with_votes
 from coderanker.jsonl import write_jsonl
 from coderanker.metrics import group_by_problem
 
@@ -13,15 +14,6 @@ from coderanker.metrics import group_by_problem
 def sample(name: str, completion: str, status: str, score: float, **extra) -> dict:
     return {"name": name, "language": "py", "completion": completion, "status": status, "score": score,
             "greedy": False, **extra}
-
-
-def test_program_key_ignores_formatting_and_comments_but_not_code():
-    body = "    if x:\n        return 1\n    return 2\n"
-    assert program_key(body, "py") == program_key("    if x:  # one\n\n        return (1)\n    return 2", "py")
-    assert program_key(body, "py") != program_key("    if x:\n        return 2\n    return 1\n", "py")
-    broken = "    return (x +\n"  # does not parse: compared as text, whitespace collapsed
-    assert program_key(broken, "py") == program_key("    return  (x +", "py")
-    assert program_key("int f() {\n  return 1; }", "cpp") == program_key("int f() { return 1; }", "cpp")
 
 
 def pools() -> dict[str, list[dict]]:

@@ -1,0 +1,60 @@
+"""benchmarks/reranker_slice: the held-out slices (one, or every problem once across folds),
+the pairs each selection trains on, and the held-out figures, on small hand-built inputs.
+The training itself is the project's `train_reranker`, tested in tests/integration."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.reranker_slice.run import held_out_slices, measure, variant_pairs, with_choice
+from coderanker.training.reward import RerankerTrainConfig
+
+
+def test_folds_hold_every_problem_out_exactly_once():
+    names = [f"p{i}" for i in range(10)]
+    folds = held_out_slices(names, holdout=3, folds=4, seed=0)
+    assert len(folds) == 4 and sorted(map(len, folds)) == [2, 2, 3, 3]
+    assert set().union(*folds) == set(names) and sum(map(len, folds)) == len(names)
+    assert held_out_slices(list(reversed(names)), 3, 4, 0) == folds  # seeded, order of input irrelevant
+    one = held_out_slices(names, holdout=3, folds=0, seed=0)
+    assert len(one) == 1 and len(one[0]) == 3
+    assert held_out_slices(names, 3, 4, seed=1) != folds
+
+
+def pair(name: str, reference: bool, index: int) -> dict:
+    return {"name": name, "chosen": f"good {index}", "rejected": f"bad {index}", "chosen_reference": reference,
+            "round": "r0", "kind": "pair"}
+
+
+def test_selections_keep_the_pairs_they_name():
+    mined = [pair("a", True, 0), pair("a", False, 1), pair("b", True, 2)]
+    pooled = [{**p, "round": "pooled"} for p in (pair("a", True, 3), pair("b", False, 4), pair("c", False, 5))]
+    config = RerankerTrainConfig(max_pairs=2)
+    assert variant_pairs("file", mined, pooled, 2, config) == mined[:2]
+    spread = variant_pairs("spread", mined, pooled, 2, config)
+    assert spread[0] == mined[1] and len(spread) == 2  # the model sample's pair first
+    samples = variant_pairs("samples", mined, pooled, 2, config)
+    assert sorted(p["chosen"] for p in samples) == ["good 4", "good 5"]
+    assert [p["chosen"] for p in variant_pairs("references", mined, pooled, 2, config)] == ["good 3"]
+    with pytest.raises(SystemExit, match="unknown selection"):
+        variant_pairs("everything", mined, pooled, 2, config)
+
+
+def result(name: str, status: str, score: float) -> dict:
+    return {"name": name, "status": status, "score": score, "greedy": False, "completion": f"{name}{score}"}
+
+
+def test_figures_count_only_problems_with_a_choice():
+    # a: the passing sample scores top (hit; 1 of 3 pass), b: a failing one does (miss; 1 of 2),
+    # c: nothing passes (no choice, dropped before scoring)
+    samples = [result("a", "passed", 0.9), result("a", "failed", 0.5), result("a", "failed", 0.1),
+               result("b", "failed", 0.8), result("b", "passed", 0.2), result("c", "failed", 0.3)]
+    kept = with_choice(samples)
+    assert {r["name"] for r in kept} == {"a", "b"}
+    figures = measure(kept, seed=0)
+    assert figures["problems_with_choice"] == 2 and figures["eval_pairs"] == 3
+    assert figures["pairwise_acc"] == pytest.approx(2 / 3)
+    assert figures["top1_hit_rate"] == 0.5 and figures["top1_chance"] == pytest.approx((1 / 3 + 1 / 2) / 2)
+    assert figures["choice_gain"] == pytest.approx(((1 - 1 / 3) + (0 - 1 / 2)) / 2)
+    low, high = figures["choice_gain_ci95"]
+    assert low <= figures["choice_gain"] <= high
