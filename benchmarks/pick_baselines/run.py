@@ -14,10 +14,13 @@ protocol, as `reranked_pass@1`), `consensus` (a sample of the largest group of i
 programs: same syntax tree for Python, same text up to whitespace elsewhere; a
 self-consistency vote, as AlphaCode clusters and MBR decoding select, but without
 executing anything; every round's metrics report it as `consensus_pass@1`),
-`consensus+reranker` (the reranker's pick within the largest group) and `oracle`. Per
+`consensus+reranker` (the reranker's pick within the largest group), `oracle`, and with
+`--likelihood` also `likelihood` (the sample whose response the policy that wrote it gives
+the highest total log-probability; this runs each round's policy over the samples of the
+problems with a choice, some minutes on 2 cores). Per
 rule: pass@1, the gain over a random pick and the difference from greedy with paired 95%
 bootstrap intervals over problems, and top-1 hits among the problems with a choice next to
-chance. Nothing runs a model; reads only.
+chance. Without --likelihood nothing runs a model; reads only.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run", required=True, type=Path, help="a finished dvc repro checkout")
     parser.add_argument("--set", default="eval-starter", help="the evaluation set (data/r*/scored/SET.jsonl)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--likelihood", action="store_true",
+                        help="also rank by the generating policy's log-probability of each sample (runs it)")
     return parser.parse_args(argv)
 
 
@@ -51,11 +56,63 @@ def with_votes(group: list[dict]) -> list[dict]:
     return [{**r, "votes": counts[key]} for key, r in zip(keys, group, strict=True)]
 
 
+def policy_log_likelihoods(policy_dir: Path, problems: dict, samples: list[dict], style: str,
+                           max_length: int = 512) -> list[tuple[float, float]]:
+    """Per sample, the (total, per-token mean) log-probability of its response under the
+    policy, the response as the reranker sees it (`coderanker.reranker.encode_parts`: the
+    model input, then the response and EOS): a score that needs no training and no pool."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coderanker.reranker import candidate_response, encode_parts
+
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32).eval()
+    figures = []
+    with torch.inference_mode():
+        for sample in samples:
+            query, answer = encode_parts(tokenizer, style, problems[sample["name"]], candidate_response(sample),
+                                         max_length)
+            ids = torch.tensor([query + answer])
+            logits = model(input_ids=ids).logits[0, len(query) - 1: -1].float()
+            token = torch.log_softmax(logits, dim=-1).gather(1, ids[0, len(query):, None])[:, 0]
+            figures.append((float(token.sum()), float(token.mean())))
+    return figures
+
+
+def with_likelihoods(run: Path, set_name: str, groups: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """`groups` with `likelihood` on every record: the total log-probability of its response
+    under its `generator` (a policy directory of the run), for the samples of the problems with
+    a choice (elsewhere every pick has the same outcome, and 0.0 stands in)."""
+    from transformers import AutoTokenizer
+
+    from coderanker.generation import resolve_style
+    from coderanker.metrics import choice_sample_lists
+    from coderanker.problems import by_name, load_problems
+    from coderanker.reranker import read_prompt_style
+
+    problems = by_name(load_problems(run / f"data/problems/{set_name}.jsonl"))
+    choice = {r["name"] for samples in choice_sample_lists(groups) for r in samples}
+    scored = {}
+    for generator in sorted({r["generator"] for n in choice for r in groups[n]}):
+        policy = run / generator
+        style = resolve_style(read_prompt_style(run / "models/seed/reranker"), AutoTokenizer.from_pretrained(policy))
+        rows = [r for n in choice for r in groups[n] if r["generator"] == generator]
+        for row, (total, _) in zip(rows, policy_log_likelihoods(policy, problems, rows, style), strict=True):
+            scored[id(row)] = total
+    return {name: [{**r, "likelihood": scored.get(id(r), 0.0)} for r in group] for name, group in groups.items()}
+
+
 def rules() -> dict[str, Callable[[dict], object]]:
     """Scores for `coderanker.metrics.top_sample` (ties to the earliest sample); None for the
     rules that are not a pick by score."""
     return {"random": None, "greedy": None, "reranker": lambda r: r["score"], "consensus": lambda r: r["votes"],
-            "consensus+reranker": lambda r: (r["votes"], r["score"]), "oracle": None}
+            "consensus+reranker": lambda r: (r["votes"], r["score"]), "likelihood": lambda r: r["likelihood"],
+            "oracle": None}
+
+
+NEEDS = {"reranker": "score", "consensus+reranker": "score", "likelihood": "likelihood"}
+"""The record field a rule reads beyond the labels; a pool without it leaves the rule out."""
 
 
 def rule_outcomes(groups: dict[str, list[dict]], rule: str) -> dict[str, float]:
@@ -84,8 +141,8 @@ def measure(groups: dict[str, list[dict]], seed: int) -> dict[str, dict]:
     from coderanker.metrics import bootstrap_ci95, choice_sample_lists
 
     choice = {r["name"] for samples in choice_sample_lists(groups) for r in samples}
-    scored = all("score" in r for group in groups.values() for r in group)
-    outcomes = {rule: rule_outcomes(groups, rule) for rule in rules() if scored or "reranker" not in rule}
+    present = {key for key in set(NEEDS.values()) if all(key in r for group in groups.values() for r in group)}
+    outcomes = {rule: rule_outcomes(groups, rule) for rule in rules() if rule not in NEEDS or NEEDS[rule] in present}
     random, greedy = outcomes["random"], outcomes["greedy"]
     figures = {}
     for rule, outcome in outcomes.items():
@@ -125,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     for pool in pools:
         records = [r for r in read_jsonl(pool) if not r.get("reference")]
         groups = {name: with_votes(group) for name, group in group_by_problem(records).items()}
+        if args.likelihood:
+            groups = with_likelihoods(args.run, args.set, groups)
         for rule, row in measure(groups, args.seed).items():
             gain = difference(row["gain"], row["gain_ci95"])
             greedy = difference(row["minus_greedy"], row["minus_greedy_ci95"])

@@ -141,29 +141,6 @@ def measure(scored: list[dict], seed: int, score=lambda r: r["score"]) -> dict:
             "choice_gain_ci95": bootstrap_ci95(gain, seed=seed), **hits}
 
 
-def policy_log_likelihoods(policy_dir: Path, problems: dict, samples: list[dict], style: str,
-                           max_length: int) -> list[tuple[float, float]]:
-    """Per sample, the (total, per-token mean) log-probability of its response (as the reranker
-    sees it, EOS included) under the policy: a score that needs no training and no pool."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from coderanker.reranker import candidate_response, encode_parts
-
-    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
-    model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32).eval()
-    figures = []
-    with torch.inference_mode():
-        for sample in samples:
-            query, answer = encode_parts(tokenizer, style, problems[sample["name"]], candidate_response(sample),
-                                         max_length)
-            ids = torch.tensor([query + answer])
-            logits = model(input_ids=ids).logits[0, len(query) - 1: -1].float()
-            token = torch.log_softmax(logits, dim=-1).gather(1, ids[0, len(query):, None])[:, 0]
-            figures.append((float(token.sum()), float(token.mean())))
-    return figures
-
-
 def with_choice(samples: list[dict]) -> list[dict]:
     """The samples of problems with both passing and failing samples (elsewhere every pick
     has the same outcome, so only these are scored)."""
@@ -176,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     from transformers import AutoTokenizer
 
-    from benchmarks.pick_baselines.run import with_votes
+    from benchmarks.pick_baselines.run import policy_log_likelihoods, with_votes
     from coderanker.generation import resolve_style
     from coderanker.jsonl import read_jsonl
     from coderanker.metrics import group_by_problem

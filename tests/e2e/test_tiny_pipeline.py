@@ -43,9 +43,11 @@ def test_eval_figures_are_numbers_in_every_round(tiny_repo):
     for round_id in ROUNDS:
         block = metrics(tiny_repo, round_id)["eval"]
         for key in ("reranker_auc", "reranker_pairwise_acc", "reranked_pass@1", "reranked_gain", "gap_closed",
-                    "top1_hit_rate", "top1_chance", "top2_hit_rate", "pruned_reranked_pass@1", "pruned_pass@1"):
+                    "top1_hit_rate", "top1_chance", "top2_hit_rate", "pruned_reranked_pass@1", "pruned_pass@1",
+                    "consensus_pass@1", "consensus_gain", "reranked_minus_consensus"):
             assert isinstance(block[key], float), (round_id, key, block[key])
-        for key in ("reranked_gain_ci95", "reranker_pairwise_acc_ci95", "reranked_minus_greedy_ci95"):
+        for key in ("reranked_gain_ci95", "reranker_pairwise_acc_ci95", "reranked_minus_greedy_ci95",
+                    "consensus_gain_ci95", "reranked_minus_consensus_ci95"):
             low, high = block[key]
             assert low <= high, (round_id, key)
         assert block["problems_with_choice"] == 6

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.pick_baselines.run import main, measure, with_votes
+from benchmarks.pick_baselines.run import main, measure, policy_log_likelihoods, with_votes
 from coderanker.jsonl import write_jsonl
 from coderanker.metrics import group_by_problem
 
@@ -73,3 +73,51 @@ def test_command_reads_every_round(tmp_path, capsys):
     assert [line.split(" | ")[1] for line in lines] == ["random", "consensus", "oracle"]
     with pytest.raises(SystemExit, match="no data/r"):
         main(["--run", str(tmp_path / "empty")])
+
+
+def stepwise_log_likelihood(model_dir, problem, response: str) -> float:
+    """The response's log-probability one token at a time, each from a forward pass over the
+    prefix alone: an independent path to what `policy_log_likelihoods` slices out of one pass."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coderanker.generation import resolve_style
+    from coderanker.reranker import encode_parts
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    query, answer = encode_parts(tokenizer, resolve_style("auto", tokenizer), problem, response, 512)
+    total = 0.0
+    with torch.inference_mode():
+        for i, token in enumerate(answer):
+            logits = model(input_ids=torch.tensor([query + answer[:i]])).logits[0, -1].float()
+            total += float(torch.log_softmax(logits, dim=-1)[token])
+    return total
+
+
+def test_likelihood_rule_ranks_by_the_generating_policy(tmp_path, capsys, tiny_model_dir):
+    from coderanker.problems import by_name, load_problems
+
+    problems = [{"name": name, "language": "py", "prompt": "def f(x):\n", "tests": "assert f(1) == 2\n",
+                 "stop_tokens": [], "entry_point": "f"} for name in ("p1", "p2")]
+    write_jsonl(tmp_path / "data/problems/eval-starter.jsonl", problems)
+    bodies = ["    return x + 1\n", "    return 2\n", "    return x * 2\n", "    return [x] * 3 if x else None\n"]
+    rows = [{**sample("p1", body, "passed" if i % 2 else "failed", 0.0, sample=i), "generator": str(tiny_model_dir)}
+            for i, body in enumerate(bodies)]
+    rows.append({**sample("p2", "    return 0\n", "failed", 0.0), "generator": str(tiny_model_dir)})  # no choice
+    write_jsonl(tmp_path / "data/r0/scored/eval-starter.jsonl", rows)
+    main(["--run", str(tmp_path), "--likelihood"])
+    out = capsys.readouterr().out
+    problem = by_name(load_problems(tmp_path / "data/problems/eval-starter.jsonl"))["p1"]
+    expected = [stepwise_log_likelihood(tiny_model_dir, problem, body) for body in bodies]
+    from transformers import AutoTokenizer
+
+    from coderanker.generation import resolve_style
+
+    style = resolve_style("auto", AutoTokenizer.from_pretrained(tiny_model_dir))
+    figures = policy_log_likelihoods(tiny_model_dir, {"p1": problem}, rows[:4], style)
+    assert [total for total, _ in figures] == pytest.approx(expected, abs=1e-4)
+    top_passes = expected.index(max(expected)) % 2 == 1
+    line = next(line for line in out.splitlines() if line.startswith("| r0 | likelihood |"))
+    assert line.split(" | ")[2] == f"{(float(top_passes) + 0.0) / 2:.3f}"  # p2 never passes
+    assert len(set(expected)) == len(expected)  # distinct: the pick is not a tie
