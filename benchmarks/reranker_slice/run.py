@@ -7,7 +7,7 @@ variant, and each is measured on the held-out problems' own samples (every round
 
 DIR is a finished `dvc repro` checkout of the cpu profile (data/r*/results, data/r0/pairs,
 models/seed/reranker). A variant is SELECTION:TRAINABLE_LAYERS[:LEARNING_RATE[:EPOCHS]] (defaults
-3e-5 and 1, the cpu profile's): `file` takes the first
+3e-5, the cpu profile's until 2026-11-30, and 1): `file` takes the first
 --pairs pairs in file order (the selection before 2026-11-29: problems in name order), `spread`
 is `select_training_pairs` (pairs whose chosen program is a model sample first, then one
 pair per problem at a time) over r0's mined pairs. Two more draw fresh pairs from every
@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
           f"with a choice; pairs: r0 mined {len(mined)}, pooled {len(pooled)} "
           f"({sum(not p['chosen_reference'] for p in pooled)} with a model sample chosen)", flush=True)
     everything = sum(samples, [])
-    rows = {"vote": {**measure([r for group in group_by_problem(everything).values() for r in with_votes(group)],
-                               args.seed, score=lambda r: r["votes"])}}
+    rows = {"vote": measure([r for group in group_by_problem(everything).values() for r in with_votes(group)],
+                            args.seed, score=lambda r: r["votes"])}
     untrained = Reranker.load(str(init), max_length=base.max_length, batch_size=base.score_batch_size)
     rows["untrained"] = measure([{**s, "score": v} for s, v in
                                  zip(everything, untrained.score_candidates(problems, everything), strict=True)],
