@@ -118,23 +118,14 @@ def variant_pairs(selection: str, mined: list[dict], pooled: list[dict], count: 
 
 
 def measure(scored: list[dict], seed: int, score=lambda r: r["score"]) -> dict:
-    from coderanker.metrics import (
-        bootstrap_ci95,
-        choice_sample_lists,
-        count_passing,
-        group_by_problem,
-        pairwise_counts,
-        passes,
-        top_k_hits,
-        top_sample,
-    )
+    """Figures over `scored`, the samples of problems with a choice only (`with_choice`)."""
+    from coderanker.metrics import bootstrap_ci95, gain_per_problem, group_by_problem, pairwise_counts, top_k_hits
 
     groups = group_by_problem(scored)
     wins, totals = pairwise_counts(groups, score)
     per_problem = [w / t for w, t in zip(wins, totals, strict=True)]
     hits = top_k_hits(groups, score)
-    gain = [float(passes(top_sample(samples, score))) - count_passing(samples) / len(samples)
-            for samples in choice_sample_lists(groups)]
+    gain = gain_per_problem(groups, score)
     return {"pairwise_acc": sum(wins) / sum(totals), "pairwise_acc_problem_mean": sum(per_problem) / len(per_problem),
             "pairwise_acc_ci95": bootstrap_ci95(per_problem, seed=seed), "eval_pairs": sum(totals),
             "problems_with_choice": len(totals), "choice_gain": sum(gain) / len(gain),
