@@ -22,6 +22,16 @@ variant). Rows `untrained` (the seed reranker), `vote` (the largest group of ide
 programs, `benchmarks.pick_baselines`) and `likelihood` / `mean likelihood` (the response's
 total / per-token log-probability under the seed policy) are measured on the same pools.
 
+--round1 INIT:LEARNING_RATE:REPLAY ... simulates a self-training round instead, cross-fitted
+(--folds, default 4): per fold, an r0 reranker is trained on the other folds' r0 pairs with
+the run's params.yaml `reranker` section, mines hard negatives among the other folds' r1
+training candidates with the run's `pairs` section (as the mine stage does), and each variant
+trains r1's reranker from it (`previous`) or from the untrained one (`seed`) on
+`select_training_pairs` of those pairs at the variant's learning rate and `replay` share.
+Every reranker ranks the held-out fold's samples (r0's and r1's), and each variant is also
+compared with the fold's r0 reranker on the same samples (a paired interval): forgetting
+shows as a negative difference.
+
 Figures: within-problem pairwise accuracy on the held-out problems' (passing, failing)
 sample pairs with a 95% bootstrap interval over problems, top-1 hit rate next to chance,
 the top pick's gain over a random pick among problems with a choice (with its interval),
@@ -55,6 +65,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--init", type=Path, help="the untrained reranker to start from (default: the run's "
                         "models/seed/reranker; another `pipelines.prepare_models --reranker-layers` output to "
                         "compare depths)")
+    parser.add_argument("--round1", nargs="*", metavar="INIT:LR:REPLAY",
+                        help="simulate round r1's training instead (see above)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -69,13 +81,13 @@ def held_out_slices(names: list[str], holdout: int, folds: int, seed: int) -> li
     return [set(names[:holdout])]
 
 
-def held_out_samples(run: Path, holdout: set[str]) -> list[dict]:
-    """Every round's sampled (not reference, not greedy) training candidates of the held-out
-    problems, pooled per problem."""
+def held_out_samples(run: Path, holdout: set[str], rounds: str = "r*") -> list[dict]:
+    """Every round's (or those `rounds` matches) sampled (not reference, not greedy) training
+    candidates of the held-out problems, pooled per problem."""
     from coderanker.jsonl import read_jsonl
 
     samples = []
-    for results in sorted(run.glob("data/r*/results/train.jsonl")):
+    for results in sorted(run.glob(f"data/{rounds}/results/train.jsonl")):
         samples += [r for r in read_jsonl(results)
                     if r["name"] in holdout and not r.get("reference") and not r.get("greedy")]
     return samples
@@ -140,6 +152,97 @@ def with_choice(samples: list[dict]) -> list[dict]:
     return [r for group in choice_sample_lists(group_by_problem(samples)) for r in group]
 
 
+def train_and_score(pairs: list[dict], init, out: str, config, problems: dict, held: list[dict], tokenizer,
+                    style) -> dict:
+    """Train a reranker from `init` on `pairs` into `out` (one Ray Train worker, as the stage
+    trains by default), then score `held` with it:
+    {"scored": held with "score", "runtime": TRL's train_runtime, "seconds": the whole fit}."""
+    from coderanker.reranker import encode_pair
+    from coderanker.training.ray_train import RayTrainConfig
+    from coderanker.training.reward import train_reranker
+
+    encoded = [{"chosen_ids": encode_pair(tokenizer, style, problems[p["name"]], p["chosen"], config.max_length),
+                "rejected_ids": encode_pair(tokenizer, style, problems[p["name"]], p["rejected"],
+                                            config.max_length)} for p in pairs]
+    start = time.monotonic()
+    train_reranker(encoded, init, out, config, RayTrainConfig(), "fp32")
+    elapsed = time.monotonic() - start
+    log = json.loads((Path(out) / "training_log.json").read_text())
+    runtime = next((float(e["train_runtime"]) for e in log if "train_runtime" in e), elapsed)
+    return {"scored": score_with(out, config, problems, held), "runtime": runtime, "seconds": elapsed}
+
+
+def score_with(reranker, config, problems: dict, candidates: list[dict]) -> list[dict]:
+    """`candidates` with "score" from the reranker directory `reranker`."""
+    from coderanker.reranker import Reranker
+
+    scorer = Reranker.load(str(reranker), max_length=config.max_length, batch_size=config.score_batch_size)
+    return [{**c, "score": v} for c, v in zip(candidates, scorer.score_candidates(problems, candidates), strict=True)]
+
+
+def round_one(args: argparse.Namespace, problems: dict, init: Path, tokenizer, style) -> None:
+    """`--round1`: r1's training variants against the r0 reranker, cross-fitted (module docstring)."""
+    from coderanker.config import load_params, section
+    from coderanker.jsonl import read_jsonl
+    from coderanker.metrics import bootstrap_ci95, gain_per_problem, group_by_problem
+    from coderanker.mining import mine_round
+    from coderanker.pairs import PairConfig
+    from coderanker.reranker import Reranker
+    from coderanker.training.reward import RerankerTrainConfig, select_training_pairs
+
+    params = load_params(args.run / "params.yaml")
+    base = section(params, "reranker", RerankerTrainConfig, str(args.run / "params.yaml"))
+    pair_config = section(params, "pairs", PairConfig, str(args.run / "params.yaml"))
+    slices = held_out_slices(list(problems), args.holdout, args.folds or 4, args.seed)
+    mined = mark_references(read_jsonl(args.run / "data/r0/pairs/pairs.jsonl"), args.run)
+    r1_results = read_jsonl(args.run / "data/r1/results/train.jsonl")
+    variants = [(text, *text.split(":")) for text in args.round1]
+    for _, start, _, _ in variants:
+        if start not in ("previous", "seed"):
+            raise SystemExit(f"--round1 {start!r}: INIT is previous or seed")
+    scored: dict[str, list[dict]] = {"r0": [], **{text: [] for text, *_ in variants}}
+    report: dict[str, list] = {text: [] for text, *_ in variants}
+    for fold, holdout in enumerate(slices):
+        held = with_choice(held_out_samples(args.run, holdout, "r[01]"))
+        with tempfile.TemporaryDirectory(prefix="round1-") as tmp:
+            r0_dir = Path(tmp) / "r0"
+            r0_pairs = select_training_pairs([p for p in mined if p["name"] not in holdout], "r0", base)
+            fit = train_and_score(r0_pairs, init, str(r0_dir), base, problems, held, tokenizer, style)
+            scored["r0"] += fit["scored"]
+            scorer = Reranker.load(str(r0_dir), max_length=base.max_length, batch_size=base.score_batch_size)
+            pairs, mining, _ = mine_round([dict(r) for r in r1_results if r["name"] not in holdout],
+                                          [p for p in mined if p["name"] not in holdout], problems, "r1",
+                                          pair_config, scorer)
+            del scorer
+            print(f"fold {fold}: {len(held)} held-out samples; r0 trained on {len(r0_pairs)} pairs; r1 mined "
+                  f"{mining.new_pairs} new pairs and {mining.hard_negative_pairs} hard-negative pairs", flush=True)
+            for text, start, rate, replay in variants:
+                config = replace(base, learning_rate=float(rate), replay=float(replay))
+                chosen = select_training_pairs(pairs, "r1", config)
+                with tempfile.TemporaryDirectory(prefix="round1-") as out:
+                    fit = train_and_score(chosen, r0_dir if start == "previous" else init, out, config, problems,
+                                          held, tokenizer, style)
+                scored[text] += fit["scored"]
+                report[text].append({kind: sum(p.get("kind") == kind and p.get("round") == "r1" for p in chosen)
+                                     for kind in ("hard_negative", "pair")} | {"earlier": sum(
+                                         p.get("round") != "r1" for p in chosen), "seconds": round(fit["seconds"])})
+                print(f"  {text}: {report[text][-1]}", flush=True)
+    rows = {label: measure(samples, args.seed) for label, samples in scored.items()}
+    reference = gain_per_problem(group_by_problem(scored["r0"]), lambda r: r["score"])
+    for label, row in rows.items():
+        gain_low, gain_high = row["choice_gain_ci95"]
+        line = (f"{label:>20}: pairwise acc {row['pairwise_acc']:.3f} top-1 {row['top1_hit_rate']:.3f} vs chance "
+                f"{row['top1_chance']:.3f}, gain {row['choice_gain']:+.3f} [{gain_low:+.3f}, {gain_high:+.3f}] "
+                f"on {row['problems_with_choice']} problems")
+        if label != "r0":
+            # the same held-out samples in the same order, so the per-problem gains pair up
+            difference = [a - b for a, b in zip(gain_per_problem(group_by_problem(scored[label]),
+                                                                 lambda r: r["score"]), reference, strict=True)]
+            low, high = bootstrap_ci95(difference, seed=args.seed)
+            line += f"; minus r0 {sum(difference) / len(difference):+.3f} [{low:+.3f}, {high:+.3f}]"
+        print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     from transformers import AutoTokenizer
@@ -149,17 +252,19 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.jsonl import read_jsonl
     from coderanker.metrics import group_by_problem
     from coderanker.problems import by_name, load_problems
-    from coderanker.reranker import Reranker, encode_pair, read_prompt_style
-    from coderanker.training.ray_train import RayTrainConfig
-    from coderanker.training.reward import RerankerTrainConfig, train_reranker
+    from coderanker.reranker import Reranker, read_prompt_style
+    from coderanker.training.reward import RerankerTrainConfig
 
     problems = by_name(load_problems(args.run / "data/problems/train.jsonl"))
-    slices = held_out_slices(list(problems), args.holdout, args.folds, args.seed)
-    mined = mark_references(read_jsonl(args.run / "data/r0/pairs/pairs.jsonl"), args.run)
-    pooled = fresh_pairs(args.run, args.per_problem, args.seed)
     init = args.init or args.run / "models/seed/reranker"
     tokenizer = AutoTokenizer.from_pretrained(init)
     style = resolve_style(read_prompt_style(init), tokenizer)
+    if args.round1:
+        round_one(args, problems, init, tokenizer, style)
+        return
+    slices = held_out_slices(list(problems), args.holdout, args.folds, args.seed)
+    mined = mark_references(read_jsonl(args.run / "data/r0/pairs/pairs.jsonl"), args.run)
+    pooled = fresh_pairs(args.run, args.per_problem, args.seed)
     base = RerankerTrainConfig(init="seed", max_pairs=args.pairs, epochs=1.0, learning_rate=3e-5, batch_size=4,
                                max_length=512, warmup_ratio=0.1, score_batch_size=20, fit_eval_pairs=24)
     samples = [with_choice(held_out_samples(args.run, holdout)) for holdout in slices]
@@ -187,20 +292,10 @@ def main(argv: list[str] | None = None) -> None:
         for holdout, held in zip(slices, samples, strict=True):
             chosen = variant_pairs(selection, [p for p in mined if p["name"] not in holdout],
                                    [p for p in pooled if p["name"] not in holdout], args.pairs, config)
-            encoded = [{"chosen_ids": encode_pair(tokenizer, style, problems[p["name"]], p["chosen"],
-                                                  config.max_length),
-                        "rejected_ids": encode_pair(tokenizer, style, problems[p["name"]], p["rejected"],
-                                                    config.max_length)} for p in chosen]
             with tempfile.TemporaryDirectory(prefix="slice-") as out:
-                start = time.monotonic()
-                train_reranker(encoded, init, out, config, RayTrainConfig(), "fp32")
-                elapsed = time.monotonic() - start
-                seconds += elapsed
-                log = json.loads((Path(out) / "training_log.json").read_text())
-                runtime += next((float(e["train_runtime"]) for e in log if "train_runtime" in e), elapsed)
-                scorer = Reranker.load(out, max_length=config.max_length, batch_size=config.score_batch_size)
-                scored += [{**s, "score": v} for s, v in zip(held, scorer.score_candidates(problems, held),
-                                                             strict=True)]
+                fit = train_and_score(chosen, init, out, config, problems, held, tokenizer, style)
+            scored += fit["scored"]
+            runtime, seconds = runtime + fit["runtime"], seconds + fit["seconds"]
             trained.append(chosen)
         rows[variant] = {"pairs": sum(map(len, trained)),
                          "model_sample_chosen": sum(not p["chosen_reference"] for c in trained for p in c),

@@ -32,6 +32,10 @@ class RerankerTrainConfig:
     """Cap on pairs per training run (0: all pairs so far, the paper). Under a cap, hard
     negatives come first, then this round's pairs, then a seeded sample of earlier ones:
     with init=previous that is continual training with replay, for small compute budgets."""
+    replay: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    """Under max_pairs, the share of the cap kept for earlier rounds' pairs (0: they only
+    fill what this round's pairs leave). A guard against forgetting them, and with init=seed
+    a sample of every round's pairs at the cost of max_pairs."""
     epochs: float = field(default=1.0, metadata={"gt": 0})
     learning_rate: float = field(default=2e-5, metadata={"gt": 0})
     batch_size: int = field(default=4, metadata={"min": 1})
@@ -86,7 +90,8 @@ FSDP_NEEDS_GPUS = ("reranker.sharding: fsdp needs ray.use_gpu: true (accelerate 
 
 def select_training_pairs(pairs: list[dict], round_id: str, config: RerankerTrainConfig) -> list[dict]:
     """All pairs, or under `max_pairs` the round's hard negatives, then its other new pairs,
-    then a seeded sample of earlier rounds' pairs.
+    then a seeded sample of earlier rounds' pairs; `replay` keeps a share of the cap for the
+    earlier pairs (this round's pairs fill what they leave, and the other way round).
 
     Within each group, pairs whose chosen program is a model sample come before those whose
     chosen program is a reference (what the reranker ranks at evaluation is model samples),
@@ -101,11 +106,13 @@ def select_training_pairs(pairs: list[dict], round_id: str, config: RerankerTrai
     hard = [p for p in current if p.get("kind") == "hard_negative"]
     new = [p for p in current if p.get("kind") != "hard_negative"]
     earlier = [p for p in pairs if p.get("round") != round_id]
-    ordered = []
-    for group in (hard, new, earlier):
-        ordered += spread([p for p in group if not p.get("chosen_reference")], rng)
-        ordered += spread([p for p in group if p.get("chosen_reference")], rng)
-    return ordered[: config.max_pairs]
+    ordered = [[], []]
+    for index, group in ((0, hard), (0, new), (1, earlier)):
+        ordered[index] += spread([p for p in group if not p.get("chosen_reference")], rng)
+        ordered[index] += spread([p for p in group if p.get("chosen_reference")], rng)
+    this_round, replayed = ordered
+    kept = min(len(this_round), config.max_pairs - min(len(replayed), round(config.replay * config.max_pairs)))
+    return this_round[:kept] + replayed[: config.max_pairs - kept]
 
 
 def spread(pairs: list[dict], rng) -> list[dict]:

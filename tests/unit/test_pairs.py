@@ -115,6 +115,25 @@ def test_training_pairs_under_a_cap_put_hard_negatives_then_new_pairs_first():
     assert len(chosen) == 6 and chosen[5]["round"] == "r0"
 
 
+
+def test_replay_keeps_its_share_of_the_cap_for_earlier_rounds_and_either_side_fills_the_other_s_gap():
+    from coderanker.training.reward import RerankerTrainConfig, select_training_pairs
+
+    pairs = ([{"name": f"p{i}", "round": "r0", "kind": "pair", "i": i} for i in range(5)]
+             + [{"name": f"p{i}", "round": "r1", "kind": "pair", "i": i} for i in range(3)]
+             + [{"name": f"p{i}", "round": "r1", "kind": "hard_negative", "i": i} for i in range(4)])
+    chosen = select_training_pairs(pairs, "r1", RerankerTrainConfig(max_pairs=6, replay=0.5))
+    assert [(p["round"], p["kind"]) for p in chosen] == [("r1", "hard_negative")] * 3 + [("r0", "pair")] * 3
+    # all the replay the cap allows, and this round's pairs where earlier ones run out
+    assert [p["round"] for p in select_training_pairs(pairs, "r1", RerankerTrainConfig(max_pairs=6, replay=1.0))
+            ] == ["r1"] + ["r0"] * 5
+    few = pairs[:2] + pairs[5:]
+    assert [p["round"] for p in select_training_pairs(few, "r1", RerankerTrainConfig(max_pairs=6, replay=0.5))
+            ] == ["r1"] * 4 + ["r0"] * 2
+    # and earlier pairs fill the gap this round's leave
+    assert len(select_training_pairs(pairs[:5] + pairs[-1:], "r1", RerankerTrainConfig(max_pairs=4, replay=0.25))
+               ) == 4
+
 def test_training_pairs_under_a_cap_cover_problems_in_turn_model_samples_first():
     """A cap must not keep the first problems by name (the pairs file is in name order), and
     pairs whose chosen program is a model sample, what evaluation ranks, come first."""
