@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.serving import log_reranker
     from coderanker.tracking import stage_run
     from coderanker.training.ray_train import RayTrainConfig, read_training_log
-    from coderanker.training.reward import RerankerTrainConfig, select_training_pairs, train_reranker
+    from coderanker.training.reward import (
+        RerankerTrainConfig,
+        round_config,
+        select_training_pairs,
+        train_reranker,
+    )
     from pipelines.common import setup_logging, stage_outputs
 
     setup_logging()
@@ -40,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     config = section(params, "reranker", RerankerTrainConfig, args.params)
     ray_config = section(params, "ray", RayTrainConfig, args.params)
     init = args.seed_reranker if config.init == "seed" else args.previous_reranker
+    # r0 names the seed as its previous round: only later rounds continue a trained reranker
+    config = round_config(config, init.resolve() != args.seed_reranker.resolve())
     inputs = [args.problems, args.pairs, init]
     with stage_run("train_reranker", args.round, {"reranker": asdict(config), "ray": asdict(ray_config)},
                    inputs) as run, stage_outputs(f"train_reranker@{args.round}", args.out, run=run) as out:

@@ -153,7 +153,7 @@ def with_choice(samples: list[dict]) -> list[dict]:
 
 
 def train_and_score(pairs: list[dict], init, out: str, config, problems: dict, held: list[dict], tokenizer,
-                    style) -> dict:
+                    style, dtype: str = "fp32") -> dict:
     """Train a reranker from `init` on `pairs` into `out` (one Ray Train worker, as the stage
     trains by default), then score `held` with it:
     {"scored": held with "score", "runtime": TRL's train_runtime, "seconds": the whole fit}."""
@@ -165,7 +165,7 @@ def train_and_score(pairs: list[dict], init, out: str, config, problems: dict, h
                 "rejected_ids": encode_pair(tokenizer, style, problems[p["name"]], p["rejected"],
                                             config.max_length)} for p in pairs]
     start = time.monotonic()
-    train_reranker(encoded, init, out, config, RayTrainConfig(), "fp32")
+    train_reranker(encoded, init, out, config, RayTrainConfig(), dtype)
     elapsed = time.monotonic() - start
     log = json.loads((Path(out) / "training_log.json").read_text())
     runtime = next((float(e["train_runtime"]) for e in log if "train_runtime" in e), elapsed)
@@ -188,9 +188,12 @@ def round_one(args: argparse.Namespace, problems: dict, init: Path, tokenizer, s
     from coderanker.mining import mine_round
     from coderanker.pairs import PairConfig
     from coderanker.reranker import Reranker
+    from coderanker.runtime import training_dtype
+    from coderanker.training.ray_train import RayTrainConfig
     from coderanker.training.reward import RerankerTrainConfig, select_training_pairs
 
     params = load_params(args.run / "params.yaml")
+    dtype = training_dtype(params, RayTrainConfig())  # as the run's train_reranker stages
     base = section(params, "reranker", RerankerTrainConfig, str(args.run / "params.yaml"))
     pair_config = section(params, "pairs", PairConfig, str(args.run / "params.yaml"))
     slices = held_out_slices(list(problems), args.holdout, args.folds or 4, args.seed)
@@ -207,21 +210,21 @@ def round_one(args: argparse.Namespace, problems: dict, init: Path, tokenizer, s
         with tempfile.TemporaryDirectory(prefix="round1-") as tmp:
             r0_dir = Path(tmp) / "r0"
             r0_pairs = select_training_pairs([p for p in mined if p["name"] not in holdout], "r0", base)
-            fit = train_and_score(r0_pairs, init, str(r0_dir), base, problems, held, tokenizer, style)
+            fit = train_and_score(r0_pairs, init, str(r0_dir), base, problems, held, tokenizer, style, dtype)
             scored["r0"] += fit["scored"]
             scorer = Reranker.load(str(r0_dir), max_length=base.max_length, batch_size=base.score_batch_size)
             pairs, mining, _ = mine_round([dict(r) for r in r1_results if r["name"] not in holdout],
                                           [p for p in mined if p["name"] not in holdout], problems, "r1",
                                           pair_config, scorer)
             del scorer
-            print(f"fold {fold}: {len(held)} held-out samples; r0 trained on {len(r0_pairs)} pairs; r1 mined "
+            print(f"fold {fold} ({dtype}): {len(held)} held-out samples; r0 trained on {len(r0_pairs)} pairs; r1 mined "
                   f"{mining.new_pairs} new pairs and {mining.hard_negative_pairs} hard-negative pairs", flush=True)
             for text, start, rate, replay in variants:
                 config = replace(base, learning_rate=float(rate), replay=float(replay))
                 chosen = select_training_pairs(pairs, "r1", config)
                 with tempfile.TemporaryDirectory(prefix="round1-") as out:
                     fit = train_and_score(chosen, r0_dir if start == "previous" else init, out, config, problems,
-                                          held, tokenizer, style)
+                                          held, tokenizer, style, dtype)
                 scored[text] += fit["scored"]
                 report[text].append({kind: sum(p.get("kind") == kind and p.get("round") == "r1" for p in chosen)
                                      for kind in ("hard_negative", "pair")} | {"earlier": sum(

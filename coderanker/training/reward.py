@@ -38,6 +38,10 @@ class RerankerTrainConfig:
     a sample of every round's pairs at the cost of max_pairs."""
     epochs: float = field(default=1.0, metadata={"gt": 0})
     learning_rate: float = field(default=2e-5, metadata={"gt": 0})
+    continued_learning_rate: float = field(default=0.0, metadata={"min": 0})
+    """The learning rate where training continues from an earlier round's reranker (init:
+    previous, every round after the first); 0: learning_rate. A lower rate there moves a
+    trained reranker less on one round's few pairs."""
     batch_size: int = field(default=4, metadata={"min": 1})
     """Pairs per device step."""
     gradient_accumulation_steps: int = field(default=1, metadata={"min": 1})
@@ -86,6 +90,16 @@ class RerankerTrainConfig:
 
 FSDP_NEEDS_GPUS = ("reranker.sharding: fsdp needs ray.use_gpu: true (accelerate shards models across GPUs "
                    "only; on CPU use sharding: ddp)")
+
+
+def round_config(config: RerankerTrainConfig, continued: bool) -> RerankerTrainConfig:
+    """`config` for one round's training: with `continued_learning_rate` as its learning rate
+    where `continued` (training starts from an earlier round's reranker, not the seed's)."""
+    from dataclasses import replace
+
+    if continued and config.continued_learning_rate:
+        return replace(config, learning_rate=config.continued_learning_rate)
+    return config
 
 
 def select_training_pairs(pairs: list[dict], round_id: str, config: RerankerTrainConfig) -> list[dict]:

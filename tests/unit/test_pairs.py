@@ -134,6 +134,15 @@ def test_replay_keeps_its_share_of_the_cap_for_earlier_rounds_and_either_side_fi
     assert len(select_training_pairs(pairs[:5] + pairs[-1:], "r1", RerankerTrainConfig(max_pairs=4, replay=0.25))
                ) == 4
 
+
+def test_only_rounds_that_continue_a_trained_reranker_take_the_continued_learning_rate():
+    from coderanker.training.reward import RerankerTrainConfig, round_config
+
+    config = RerankerTrainConfig(learning_rate=3e-4, continued_learning_rate=1e-4)
+    assert round_config(config, continued=True).learning_rate == 1e-4
+    assert round_config(config, continued=False).learning_rate == 3e-4
+    assert round_config(RerankerTrainConfig(learning_rate=3e-4), continued=True).learning_rate == 3e-4
+
 def test_training_pairs_under_a_cap_cover_problems_in_turn_model_samples_first():
     """A cap must not keep the first problems by name (the pairs file is in name order), and
     pairs whose chosen program is a model sample, what evaluation ranks, come first."""
