@@ -4,6 +4,7 @@ variant, and each is measured on the held-out problems' own samples (every round
 
     .venv/bin/python -m benchmarks.reranker_slice --run DIR [--holdout 40] [--pairs 192]
         [--variants file:0 spread:0 spread:3] [--folds K]
+    .venv/bin/python -m benchmarks.reranker_slice --run DIR --folds 3 --round1 previous:3e-4:0 previous:1e-4:0.5
 
 DIR is a finished `dvc repro` checkout of the cpu profile (data/r*/results, data/r0/pairs,
 models/seed/reranker). A variant is SELECTION:TRAINABLE_LAYERS[:LEARNING_RATE[:EPOCHS]] (defaults

@@ -58,3 +58,18 @@ def test_figures_count_only_problems_with_a_choice():
     assert figures["choice_gain"] == pytest.approx(((1 - 1 / 3) + (0 - 1 / 2)) / 2)
     low, high = figures["choice_gain_ci95"]
     assert low <= figures["choice_gain"] <= high
+
+
+def test_held_out_samples_are_the_held_out_problems_model_samples_of_the_rounds_asked_for(tmp_path):
+    """--round1 ranks r0's and r1's samples only: r2's come from a policy trained after r1."""
+    from benchmarks.reranker_slice.run import held_out_samples
+    from coderanker.jsonl import write_jsonl
+
+    for round_id in ("r0", "r1", "r2"):
+        write_jsonl(tmp_path / f"data/{round_id}/results/train.jsonl", [
+            {"name": "a", "completion": f"{round_id} sample", "status": "passed", "round": round_id},
+            {"name": "a", "completion": "ref", "status": "passed", "reference": True},
+            {"name": "a", "completion": "greedy", "status": "failed", "greedy": True},
+            {"name": "b", "completion": "other problem", "status": "failed"}])
+    assert [r["completion"] for r in held_out_samples(tmp_path, {"a"})] == ["r0 sample", "r1 sample", "r2 sample"]
+    assert [r["completion"] for r in held_out_samples(tmp_path, {"a"}, "r[01]")] == ["r0 sample", "r1 sample"]
