@@ -66,7 +66,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--init", type=Path, help="the untrained reranker to start from (default: the run's "
                         "models/seed/reranker; another `pipelines.prepare_models --reranker-layers` output to "
                         "compare depths)")
-    parser.add_argument("--round1", nargs="*", metavar="INIT:LR:REPLAY",
+    parser.add_argument("--round1", nargs="+", metavar="INIT:LR:REPLAY",
                         help="simulate round r1's training instead (see above)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -170,14 +170,16 @@ def train_and_score(pairs: list[dict], init, out: str, config, problems: dict, h
     elapsed = time.monotonic() - start
     log = json.loads((Path(out) / "training_log.json").read_text())
     runtime = next((float(e["train_runtime"]) for e in log if "train_runtime" in e), elapsed)
-    return {"scored": score_with(out, config, problems, held), "runtime": runtime, "seconds": elapsed}
+    return {"scored": score_with(out, config, problems, held, style), "runtime": runtime, "seconds": elapsed}
 
 
-def score_with(reranker, config, problems: dict, candidates: list[dict]) -> list[dict]:
-    """`candidates` with "score" from the reranker directory `reranker`."""
+def score_with(reranker, config, problems: dict, candidates: list[dict], style) -> list[dict]:
+    """`candidates` with "score" from the reranker directory `reranker`, in prompt style `style`
+    (the one its pairs were encoded in)."""
     from coderanker.reranker import Reranker
 
-    scorer = Reranker.load(str(reranker), max_length=config.max_length, batch_size=config.score_batch_size)
+    scorer = Reranker.load(str(reranker), max_length=config.max_length, batch_size=config.score_batch_size,
+                           prompt_style=style)
     return [{**c, "score": v} for c, v in zip(candidates, scorer.score_candidates(problems, candidates), strict=True)]
 
 
@@ -200,10 +202,10 @@ def round_one(args: argparse.Namespace, problems: dict, init: Path, tokenizer, s
     slices = held_out_slices(list(problems), args.holdout, args.folds or 4, args.seed)
     mined = mark_references(read_jsonl(args.run / "data/r0/pairs/pairs.jsonl"), args.run)
     r1_results = read_jsonl(args.run / "data/r1/results/train.jsonl")
-    variants = [(text, *text.split(":")) for text in args.round1]
-    for _, start, _, _ in variants:
-        if start not in ("previous", "seed"):
-            raise SystemExit(f"--round1 {start!r}: INIT is previous or seed")
+    variants = [(text, *text.split(":")) for text in dict.fromkeys(args.round1)]
+    for text, *parts in variants:
+        if len(parts) != 3 or parts[0] not in ("previous", "seed") or not 0 <= float(parts[2]) <= 1:
+            raise SystemExit(f"--round1 {text!r}: INIT:LEARNING_RATE:REPLAY, INIT previous or seed, REPLAY in [0, 1]")
     scored: dict[str, list[dict]] = {"r0": [], **{text: [] for text, *_ in variants}}
     report: dict[str, list] = {text: [] for text, *_ in variants}
     for fold, holdout in enumerate(slices):
@@ -213,7 +215,8 @@ def round_one(args: argparse.Namespace, problems: dict, init: Path, tokenizer, s
             r0_pairs = select_training_pairs([p for p in mined if p["name"] not in holdout], "r0", base)
             fit = train_and_score(r0_pairs, init, str(r0_dir), base, problems, held, tokenizer, style, dtype)
             scored["r0"] += fit["scored"]
-            scorer = Reranker.load(str(r0_dir), max_length=base.max_length, batch_size=base.score_batch_size)
+            scorer = Reranker.load(str(r0_dir), max_length=base.max_length, batch_size=base.score_batch_size,
+                                   prompt_style=style)
             pairs, mining, _ = mine_round([dict(r) for r in r1_results if r["name"] not in holdout],
                                           [p for p in mined if p["name"] not in holdout], problems, "r1",
                                           pair_config, scorer)

@@ -115,7 +115,6 @@ def test_training_pairs_under_a_cap_put_hard_negatives_then_new_pairs_first():
     assert len(chosen) == 6 and chosen[5]["round"] == "r0"
 
 
-
 def test_replay_keeps_its_share_of_the_cap_for_earlier_rounds_and_either_side_fills_the_other_s_gap():
     from coderanker.training.reward import RerankerTrainConfig, select_training_pairs
 
