@@ -129,17 +129,22 @@ def test_sampling_and_scoring_run_in_bf16_on_the_cpu(tiny_model_dir, tmp_path):
 
 
 def test_shared_query_scoring_equals_scoring_whole_sequences(tiny_model_dir, tmp_path):
+    """Exactly in fp32; in bf16 (what `auto` picks on CPUs with AMX) to bf16's rounding: the
+    two paths add the same numbers in other orders."""
     from coderanker.reranker import Reranker, init_reranker, read_prompt_style
+    from coderanker.runtime import Placement
 
     directory = init_reranker(tiny_model_dir, tmp_path / "reranker", prompt_style="auto")
     assert read_prompt_style(directory) == "prefill"  # resolved and stored with the model
-    scorer = Reranker.load(str(directory), batch_size=3)
-    assert scorer.style == "prefill"
     problems = starter("eval")[:3]
     answers = ["    return 1\n", "    return s[::-1]\n", "    x = 0\n    for c in s:\n        x += 1\n    return x\n",
                "    pass\n"]
-    items = [scorer.encode_parts(p, a) for p in problems for a in answers]
-    shared = scorer.score_parts(items)
-    whole = scorer.score_ids([q + a for q, a in items])
-    assert max(abs(a - b) for a, b in zip(shared, whole, strict=True)) < 1e-4
-    assert len(set(round(s, 6) for s in shared)) > 1
+    for dtype in ("fp32", "bf16"):
+        scorer = Reranker.load(str(directory), placement=Placement.of("cpu", dtype), batch_size=3)
+        assert scorer.style == "prefill"
+        items = [scorer.encode_parts(p, a) for p in problems for a in answers]
+        shared = scorer.score_parts(items)
+        whole = scorer.score_ids([q + a for q, a in items])
+        error = max(abs(a - b) for a, b in zip(shared, whole, strict=True))
+        assert error < (1e-4 if dtype == "fp32" else 0.05 * (max(whole) - min(whole))), dtype
+        assert len(set(round(s, 6) for s in shared)) > 1
