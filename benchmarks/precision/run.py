@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="coderanker-precision-") as tmp:
         model_dir = Path(args.model) if args.model else prepare_model("smollm2-gguf", Path(tmp) / "base")
         reranker_dir = args.reranker or init_reranker(model_dir, Path(tmp) / "reranker", layers=10)
-        print(f"cpu has native bf16: {cpu_has_fast_bf16()} (else bf16 is emulated: same numbers, slower)")
+        print(f"cpu has native bf16: {cpu_has_fast_bf16()} (else bf16 is emulated: slower, and rounded differently)")
         fp32 = sample_and_run(model_dir, problems, args, "fp32")
         bf16 = sample_and_run(model_dir, problems, args, "bf16")
         diff, low, high = difference_ci95(pass_rate(fp32), pass_rate(bf16))
