@@ -23,12 +23,13 @@ variant). Rows `untrained` (the seed reranker), `vote` (the largest group of ide
 programs, `benchmarks.pick_baselines`) and `likelihood` / `mean likelihood` (the response's
 total / per-token log-probability under the seed policy) are measured on the same pools.
 
---round1 INIT:LEARNING_RATE:REPLAY ... simulates a self-training round instead, cross-fitted
+--round1 INIT:LEARNING_RATE:REPLAY[:MAX_PAIRS] ... simulates a self-training round instead, cross-fitted
 (--folds, default 4): per fold, an r0 reranker is trained on the other folds' r0 pairs with
 the run's params.yaml `reranker` section, mines hard negatives among the other folds' r1
 training candidates with the run's `pairs` section (as the mine stage does), and each variant
 trains r1's reranker from it (`previous`) or from the untrained one (`seed`) on
-`select_training_pairs` of those pairs at the variant's learning rate and `replay` share.
+`select_training_pairs` of those pairs at the variant's learning rate and `replay` share
+(and `max_pairs`, default the run's; 0: every pair so far, the paper's rule).
 Every reranker ranks the held-out fold's samples (r0's and r1's), and each variant is also
 compared with the fold's r0 reranker on the same samples (a paired interval): forgetting
 shows as a negative difference.
@@ -66,7 +67,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--init", type=Path, help="the untrained reranker to start from (default: the run's "
                         "models/seed/reranker; another `pipelines.prepare_models --reranker-layers` output to "
                         "compare depths)")
-    parser.add_argument("--round1", nargs="+", metavar="INIT:LR:REPLAY",
+    parser.add_argument("--round1", nargs="+", metavar="INIT:LR:REPLAY[:MAX_PAIRS]",
                         help="simulate round r1's training instead (see above)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -202,10 +203,13 @@ def round_one(args: argparse.Namespace, problems: dict, init: Path, tokenizer, s
     slices = held_out_slices(list(problems), args.holdout, args.folds or 4, args.seed)
     mined = mark_references(read_jsonl(args.run / "data/r0/pairs/pairs.jsonl"), args.run)
     r1_results = read_jsonl(args.run / "data/r1/results/train.jsonl")
-    variants = [(text, *text.split(":")) for text in dict.fromkeys(args.round1)]
-    for text, *parts in variants:
-        if len(parts) != 3 or parts[0] not in ("previous", "seed") or not 0 <= float(parts[2]) <= 1:
-            raise SystemExit(f"--round1 {text!r}: INIT:LEARNING_RATE:REPLAY, INIT previous or seed, REPLAY in [0, 1]")
+    variants = []
+    for text in dict.fromkeys(args.round1):
+        parts = text.split(":")
+        if len(parts) not in (3, 4) or parts[0] not in ("previous", "seed") or not 0 <= float(parts[2]) <= 1:
+            raise SystemExit(f"--round1 {text!r}: INIT:LEARNING_RATE:REPLAY[:MAX_PAIRS], INIT previous or seed, "
+                             "REPLAY in [0, 1]")
+        variants.append((text, *parts[:3], int(parts[3]) if len(parts) == 4 else base.max_pairs))
     scored: dict[str, list[dict]] = {"r0": [], **{text: [] for text, *_ in variants}}
     report: dict[str, list] = {text: [] for text, *_ in variants}
     for fold, holdout in enumerate(slices):
@@ -223,8 +227,8 @@ def round_one(args: argparse.Namespace, problems: dict, init: Path, tokenizer, s
             del scorer
             print(f"fold {fold} ({dtype}): {len(held)} held-out samples; r0 trained on {len(r0_pairs)} pairs; r1 mined "
                   f"{mining.new_pairs} new pairs and {mining.hard_negative_pairs} hard-negative pairs", flush=True)
-            for text, start, rate, replay in variants:
-                config = replace(base, learning_rate=float(rate), replay=float(replay))
+            for text, start, rate, replay, max_pairs in variants:
+                config = replace(base, learning_rate=float(rate), replay=float(replay), max_pairs=max_pairs)
                 chosen = select_training_pairs(pairs, "r1", config)
                 with tempfile.TemporaryDirectory(prefix="round1-") as out:
                     fit = train_and_score(chosen, r0_dir if start == "previous" else init, out, config, problems,
