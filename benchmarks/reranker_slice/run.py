@@ -211,7 +211,6 @@ def round_one(args: argparse.Namespace, problems: dict, init: Path, tokenizer, s
                              "REPLAY in [0, 1]")
         variants.append((text, *parts[:3], int(parts[3]) if len(parts) == 4 else base.max_pairs))
     scored: dict[str, list[dict]] = {"r0": [], **{text: [] for text, *_ in variants}}
-    report: dict[str, list] = {text: [] for text, *_ in variants}
     for fold, holdout in enumerate(slices):
         held = with_choice(held_out_samples(args.run, holdout, "r[01]"))
         with tempfile.TemporaryDirectory(prefix="round1-") as tmp:
@@ -234,10 +233,10 @@ def round_one(args: argparse.Namespace, problems: dict, init: Path, tokenizer, s
                     fit = train_and_score(chosen, r0_dir if start == "previous" else init, out, config, problems,
                                           held, tokenizer, style, dtype)
                 scored[text] += fit["scored"]
-                report[text].append({kind: sum(p.get("kind") == kind and p.get("round") == "r1" for p in chosen)
-                                     for kind in ("hard_negative", "pair")} | {"earlier": sum(
-                                         p.get("round") != "r1" for p in chosen), "seconds": round(fit["seconds"])})
-                print(f"  {text}: {report[text][-1]}", flush=True)
+                counts = {kind: sum(p.get("kind") == kind and p.get("round") == "r1" for p in chosen)
+                          for kind in ("hard_negative", "pair")}
+                counts |= {"earlier": sum(p.get("round") != "r1" for p in chosen), "seconds": round(fit["seconds"])}
+                print(f"  {text}: {counts}", flush=True)
     rows = {label: measure(samples, args.seed) for label, samples in scored.items()}
     reference = gain_per_problem(group_by_problem(scored["r0"]), lambda r: r["score"])
     for label, row in rows.items():

@@ -142,6 +142,7 @@ def test_only_rounds_that_continue_a_trained_reranker_take_the_continued_learnin
     assert round_config(config, continued=False).learning_rate == 3e-4
     assert round_config(RerankerTrainConfig(learning_rate=3e-4), continued=True).learning_rate == 3e-4
 
+
 def test_training_pairs_under_a_cap_cover_problems_in_turn_model_samples_first():
     """A cap must not keep the first problems by name (the pairs file is in name order), and
     pairs whose chosen program is a model sample, what evaluation ranks, come first."""
