@@ -158,11 +158,13 @@ def score_problems(names: list[str], read: Callable[[str], list[dict]], problems
 
 
 def earlier_positives(previous_pairs: list[dict]) -> dict[str, list[dict]]:
-    """Per problem, the chosen programs of earlier rounds' pairs: passing candidates too."""
+    """Per problem, the chosen programs of earlier rounds' pairs: passing candidates too, a
+    reference still marked as one (a pair it makes records `chosen_reference`)."""
     positives: dict[str, list[dict]] = {}
     for p in previous_pairs:
         positives.setdefault(p["name"], []).append(
-            {"name": p["name"], "completion": p["chosen_completion"], "response": p["chosen"], "status": PASSED})
+            {"name": p["name"], "completion": p["chosen_completion"], "response": p["chosen"], "status": PASSED,
+             "reference": bool(p.get("chosen_reference"))})
     return positives
 
 

@@ -113,6 +113,18 @@ def json_differences(ours: Path, theirs: Path) -> list[str]:
     return found
 
 
+def differing_files(ours: Path, theirs: Path) -> list[str]:
+    """The files of two output directories (or the two files) whose bytes differ, or that
+    only one has: what a failed comparison of `differing_outputs` names."""
+    def files(root: Path) -> set[str]:
+        return {str(f.relative_to(root)) for f in root.rglob("*") if f.is_file()} if root.is_dir() else {""}
+
+    names = files(ours) | files(theirs)
+    return sorted(n or ours.name for n in names
+                  if not ((ours / n).is_file() and (theirs / n).is_file()
+                          and (ours / n).read_bytes() == (theirs / n).read_bytes()))
+
+
 def differing_outputs(ours: Path, theirs: Path) -> list[str]:
     """dvc.lock outputs of two runs of the pipeline that differ (metrics/ left to the
     caller; scored candidates and the scores pairs record compared to float32 rounding,

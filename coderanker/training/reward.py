@@ -203,9 +203,14 @@ def train_reward_model(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizer
     probe = pairs
     if config.fit_eval_pairs:
         probe = pairs[:: max(len(pairs) // config.fit_eval_pairs, 1)][: config.fit_eval_pairs]
-    before = pair_fit(model, probe, tokenizer.pad_token_id, config.batch_size)
+    # the fit figures in the training's precision: an fp32 forward beside bf16 training gave
+    # the same figure to 1e-8 only, so the reranker directory (a DVC output) was not always
+    # the same bytes for the same seeded training
+    with trainer.accelerator.autocast():
+        before = pair_fit(model, probe, tokenizer.pad_token_id, config.batch_size)
     trainer.train()
-    after = pair_fit(trainer.model, probe, tokenizer.pad_token_id, config.batch_size)
+    with trainer.accelerator.autocast():
+        after = pair_fit(trainer.model, probe, tokenizer.pad_token_id, config.batch_size)
     metrics = {
         "pairs": len(dataset),
         "fit_eval_pairs": len(probe),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ..helpers import differing_outputs, lock_outs, sh
+from ..helpers import differing_files, differing_outputs, lock_outs, sh
 
 pytestmark = pytest.mark.e2e
 # One stage of every kind; seeded, so each must reproduce its outputs exactly.
@@ -57,7 +57,8 @@ def test_a_forced_rerun_of_seeded_stages_writes_identical_outputs(repo, tiny_rep
         out = sh(["dvc", "repro", "--force", "--single-item", stage], repo)
         assert f"Running stage '{stage}'" in out
     differ = differing_outputs(repo, tiny_repo)
-    assert not differ, f"re-running seeded stages changed {differ}"
+    assert not differ, f"re-running seeded stages changed " \
+        f"{ {path: differing_files(repo / path, tiny_repo / path) for path in differ} }"
     assert "Running stage" not in sh(["dvc", "repro"], repo)  # so nothing downstream re-runs
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import copy_worktree, descendants, differing_outputs, lock_outs, lock_stages, sh
+from ..helpers import copy_worktree, descendants, differing_files, differing_outputs, lock_outs, lock_stages, sh
 
 pytestmark = pytest.mark.e2e
 PAUSE_ENV = "CODERANKER_PAUSE_BEFORE_COMMIT"
@@ -115,7 +115,8 @@ def test_killed_in_every_kind_of_stage_then_resumed(tmp_path, tiny_repo):
     # The resumed pipeline ends exactly where the uninterrupted one did.
     assert set(lock_outs(tiny_repo)) == set(lock_outs(repo))
     differ = differing_outputs(repo, tiny_repo)
-    assert not differ, f"outputs differ from the uninterrupted run: {differ}"
+    assert not differ, f"outputs differ from the uninterrupted run: " \
+        f"{ {path: differing_files(repo / path, tiny_repo / path) for path in differ} }"
     for round_id in ("r0", "r1", "r2"):
         ours = json.loads((repo / "metrics" / f"{round_id}.json").read_text())
         theirs = json.loads((tiny_repo / "metrics" / f"{round_id}.json").read_text())

@@ -71,6 +71,20 @@ def test_an_earlier_pair_mined_as_this_round_s_hard_negative_keeps_hard_negative
     assert (first["name"], first["kind"]) == ("b", "hard_negative")
 
 
+def test_a_hard_negative_against_an_earlier_round_s_reference_is_marked_as_one():
+    # b and c are unsolved this round: each hard negative pairs with the positive of r0's pair
+    # for its problem, a reference for b, a model sample for c; each keeps what it was.
+    previous = [pair("b", "ref", "x0", "r0", chosen_reference=True),
+                pair("c", "sample", "y0", "r0", chosen_reference=False)]
+    results = [result("b", "failed", "x"), result("c", "failed", "y")]
+    config = PairConfig(hard_top_k=1)
+
+    pairs, _, _ = mine_round(results, previous, {}, "r1", config, TableScorer({"x": 0.9, "y": 0.8}))
+
+    hard = {p["chosen_completion"]: p["chosen_reference"] for p in pairs if p["kind"] == "hard_negative"}
+    assert hard == {"ref": True, "sample": False}
+
+
 def test_mining_the_same_round_twice_gives_the_same_file():
     results = [result(f"p{i % 5}", "passed" if i % 3 == 0 else "failed", f"c{i}") for i in range(40)]
     previous = [pair("p1", "c3", "c1", "r0"), pair("p2", "c6", "c2", "r0", "hard_negative")]
