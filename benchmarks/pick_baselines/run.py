@@ -20,7 +20,8 @@ the highest total log-probability; this runs each round's policy over the sample
 problems with a choice, some minutes on 2 cores). Per
 rule: pass@1, the gain over a random pick and the difference from greedy with paired 95%
 bootstrap intervals over problems, and top-1 hits among the problems with a choice next to
-chance. Without --likelihood nothing runs a model; reads only.
+chance; for the rules that pick by score, the mean length of the pick against that of the
+passing samples there (characters). Without --likelihood nothing runs a model; reads only.
 """
 
 from __future__ import annotations
@@ -158,8 +159,28 @@ def measure(groups: dict[str, list[dict]], seed: int) -> dict[str, dict]:
             "minus_greedy_ci95": bootstrap_ci95(versus_greedy, seed=seed),
             "top1_hits": sum(outcome[n] for n in names if n in choice),
             "top1_chance": sum(random[n] for n in names if n in choice), "problems_with_choice": len(choice),
+            **pick_lengths(groups, rule, choice),
         }
     return figures
+
+
+def pick_lengths(groups: dict[str, list[dict]], rule: str, choice: set[str]) -> dict[str, float]:
+    """Among the problems with a choice, the mean length (characters of the completion) of a
+    scoring rule's pick and of the passing samples (each problem's mean, then the mean over
+    problems): a rule drawn to short or long programs shows here. Empty for the rules that are
+    not a pick by score."""
+    from coderanker.metrics import passes, sampled, top_sample
+
+    score = rules().get(rule)
+    if score is None or not choice:
+        return {}
+    picks, passing = [], []
+    for name in sorted(choice):
+        samples = sampled(groups[name])
+        picks.append(len(top_sample(samples, score)["completion"]))
+        good = [len(r["completion"]) for r in samples if passes(r)]
+        passing.append(sum(good) / len(good))
+    return {"pick_chars": sum(picks) / len(picks), "passing_chars": sum(passing) / len(passing)}
 
 
 def difference(value: float | None, ci: list[float] | None) -> str:
@@ -177,8 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     pools = sorted(args.run.glob(pattern))
     if not pools:
         raise SystemExit(f"{args.run}: no {pattern} (a finished dvc repro checkout?)")
-    print("| round | rule | pass@1 | gain over random | minus greedy | top-1 hits / chance |")
-    print("|---|---|---|---|---|---|")
+    print("| round | rule | pass@1 | gain over random | minus greedy | top-1 hits / chance | pick / passing chars |")
+    print("|---|---|---|---|---|---|---|")
     for pool in pools:
         records = [r for r in read_jsonl(pool) if not r.get("reference")]
         groups = {name: with_votes(group) for name, group in group_by_problem(records).items()}
@@ -188,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
             gain = difference(row["gain"], row["gain_ci95"])
             greedy = difference(row["minus_greedy"], row["minus_greedy_ci95"])
             hits = f"{row['top1_hits']:.1f}/{row['problems_with_choice']} ({row['top1_chance']:.1f})"
-            print(f"| {pool.parts[-3]} | {rule} | {row['pass@1']:.3f} | {gain} | {greedy} | {hits} |")
+            chars = f"{row['pick_chars']:.0f} / {row['passing_chars']:.0f}" if "pick_chars" in row else ""
+            print(f"| {pool.parts[-3]} | {rule} | {row['pass@1']:.3f} | {gain} | {greedy} | {hits} | {chars} |")
     print(f"({args.set}; {len(groups)} problems in the last pool, intervals: paired 95% bootstraps over problems)")
 
 

@@ -53,6 +53,11 @@ def test_rules_hand_computed():
     assert (figures["consensus"]["top1_hits"], figures["consensus"]["top1_chance"]) == (1.0, pytest.approx(0.4))
     low, high = figures["consensus"]["gain_ci95"]
     assert 0 <= low <= figures["consensus"]["gain"] <= high
+    # p1 alone has a choice: the reranker picks "    return a\n" (13 characters), the vote the
+    # earlier of its tied group, "    return  x + 1\n" (18); the passing samples average (18 + 19) / 2
+    assert (figures["reranker"]["pick_chars"], figures["reranker"]["passing_chars"]) == (13, 18.5)
+    assert figures["consensus"]["pick_chars"] == 18
+    assert "pick_chars" not in figures["random"] and "pick_chars" not in figures["oracle"]
 
 
 def test_command_reads_every_round(tmp_path, capsys):
