@@ -113,16 +113,17 @@ def json_differences(ours: Path, theirs: Path) -> list[str]:
     return found
 
 
-def differing_files(ours: Path, theirs: Path) -> list[str]:
-    """The files of two output directories (or the two files) whose bytes differ, or that
-    only one has: what a failed comparison of `differing_outputs` names."""
+def differing_files(ours: Path, theirs: Path, outputs: list[str]) -> dict[str, list[str]]:
+    """Per output (a path `differing_outputs` named) of two checkouts, its files whose bytes
+    differ or that only one side has: what a failed comparison shows."""
     def files(root: Path) -> set[str]:
         return {str(f.relative_to(root)) for f in root.rglob("*") if f.is_file()} if root.is_dir() else {""}
 
-    names = files(ours) | files(theirs)
-    return sorted(n or ours.name for n in names
-                  if not ((ours / n).is_file() and (theirs / n).is_file()
-                          and (ours / n).read_bytes() == (theirs / n).read_bytes()))
+    def differing(a: Path, b: Path) -> list[str]:
+        return sorted(n or a.name for n in files(a) | files(b)
+                      if not ((a / n).is_file() and (b / n).is_file() and (a / n).read_bytes() == (b / n).read_bytes()))
+
+    return {path: differing(ours / path, theirs / path) for path in outputs}
 
 
 def differing_outputs(ours: Path, theirs: Path) -> list[str]:

@@ -57,8 +57,7 @@ def test_a_forced_rerun_of_seeded_stages_writes_identical_outputs(repo, tiny_rep
         out = sh(["dvc", "repro", "--force", "--single-item", stage], repo)
         assert f"Running stage '{stage}'" in out
     differ = differing_outputs(repo, tiny_repo)
-    assert not differ, f"re-running seeded stages changed " \
-        f"{ {path: differing_files(repo / path, tiny_repo / path) for path in differ} }"
+    assert not differ, f"re-running seeded stages changed {differing_files(repo, tiny_repo, differ)}"
     assert "Running stage" not in sh(["dvc", "repro"], repo)  # so nothing downstream re-runs
 
 

@@ -115,8 +115,7 @@ def test_killed_in_every_kind_of_stage_then_resumed(tmp_path, tiny_repo):
     # The resumed pipeline ends exactly where the uninterrupted one did.
     assert set(lock_outs(tiny_repo)) == set(lock_outs(repo))
     differ = differing_outputs(repo, tiny_repo)
-    assert not differ, f"outputs differ from the uninterrupted run: " \
-        f"{ {path: differing_files(repo / path, tiny_repo / path) for path in differ} }"
+    assert not differ, f"outputs differ from the uninterrupted run: {differing_files(repo, tiny_repo, differ)}"
     for round_id in ("r0", "r1", "r2"):
         ours = json.loads((repo / "metrics" / f"{round_id}.json").read_text())
         theirs = json.loads((tiny_repo / "metrics" / f"{round_id}.json").read_text())
