@@ -28,14 +28,45 @@ BATCH_SIZE, MAX_LENGTH = 8, 1024  # scoring defaults (`coderanker rerank`, the s
 HF_ARTIFACT = "hf_model"
 
 
-def write_meta(model_dir: str | os.PathLike, prompt_style: str) -> None:
-    """Record the (resolved) prompt style the reranker scores texts in."""
-    Path(model_dir, RERANKER_META).write_text(json.dumps({"prompt_style": prompt_style}) + "\n")
+#: In a reranker with a likelihood prior, the subdirectory holding the policy (a causal LM
+#: on the same tokenizer) whose log-probability of the response is added to the head's score.
+LIKELIHOOD_POLICY = "likelihood_policy"
+
+
+def write_meta(model_dir: str | os.PathLike, prompt_style: str, likelihood_weight: float = 0.0) -> None:
+    """Record the (resolved) prompt style the reranker scores texts in, and the weight of its
+    likelihood prior (0: none; see `attach_likelihood`)."""
+    meta: dict = {"prompt_style": prompt_style}
+    if likelihood_weight:
+        meta["likelihood_weight"] = likelihood_weight
+    Path(model_dir, RERANKER_META).write_text(json.dumps(meta) + "\n")
+
+
+def read_meta(model_dir: str | os.PathLike) -> dict:
+    path = Path(model_dir, RERANKER_META)
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def read_prompt_style(model_dir: str | os.PathLike, default: str = "auto") -> str:
-    path = Path(model_dir, RERANKER_META)
-    return json.loads(path.read_text()).get("prompt_style", default) if path.exists() else default
+    return read_meta(model_dir).get("prompt_style", default)
+
+
+def attach_likelihood(model_dir: str | os.PathLike, policy_dir: str | os.PathLike, weight: float) -> None:
+    """Give the reranker in `model_dir` a likelihood prior: its score becomes the head's
+    score plus `weight` times the total log-probability of the response under the policy in
+    `policy_dir` (copied into the reranker, so the directory, its MLflow model and `coderanker
+    rerank` stay self-contained). 0 removes the prior."""
+    import shutil
+
+    target = Path(model_dir, LIKELIHOOD_POLICY)
+    if target.exists():
+        shutil.rmtree(target)
+    if weight:
+        target.mkdir()
+        for name in ("config.json", "generation_config.json", "model.safetensors"):
+            if Path(policy_dir, name).exists():
+                shutil.copy2(Path(policy_dir, name), target / name)
+    write_meta(model_dir, read_prompt_style(model_dir), weight)
 
 
 def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, layers: int = 0,
@@ -102,25 +133,37 @@ class Reranker:
     """Scores (problem, response) pairs; higher means more likely to pass."""
 
     def __init__(self, model, tokenizer, prompt_style: str = "auto", max_length: int = MAX_LENGTH,
-                 batch_size: int = BATCH_SIZE):
+                 batch_size: int = BATCH_SIZE, likelihood=None, likelihood_weight: float = 0.0):
         from coderanker.generation import resolve_style
 
         self.model, self.tokenizer = model.eval(), tokenizer
         self.style = resolve_style(prompt_style, tokenizer)
         self.max_length, self.batch_size = max_length, batch_size
+        # the likelihood prior: a causal LM whose log-probability of the response, times the
+        # weight, is added to the head's score (attach_likelihood)
+        self.likelihood = likelihood.eval() if likelihood is not None and likelihood_weight else None
+        self.likelihood_weight = likelihood_weight if self.likelihood is not None else 0.0
 
     @classmethod
     def load(cls, uri: str, placement=None, **kwargs) -> Reranker:
         """A reranker directory or MLflow URI, on `placement` (default: auto device and
         dtype), scoring in the prompt style it was trained with."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
         from coderanker.runtime import Placement
 
         path = resolve_model_uri(uri)
+        placement = placement or Placement.of()
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = (placement or Placement.of()).load(AutoModelForSequenceClassification, path, num_labels=1)
-        kwargs.setdefault("prompt_style", read_prompt_style(path))
+        model = placement.load(AutoModelForSequenceClassification, path, num_labels=1)
+        meta = read_meta(path)
+        kwargs.setdefault("prompt_style", meta.get("prompt_style", "auto"))
+        if meta.get("likelihood_weight"):
+            if not Path(path, LIKELIHOOD_POLICY).is_dir():
+                raise FileNotFoundError(f"{Path(path, RERANKER_META)}: likelihood_weight is set but the reranker has "
+                                        f"no {LIKELIHOOD_POLICY}/ directory")
+            kwargs["likelihood"] = placement.load(AutoModelForCausalLM, Path(path, LIKELIHOOD_POLICY))
+            kwargs["likelihood_weight"] = float(meta["likelihood_weight"])
         return cls(model, tokenizer, **kwargs)
 
     def encode(self, problem: Problem, response: str) -> list[int]:
@@ -158,34 +201,71 @@ class Reranker:
     def score_parts(self, items: list[tuple[list[int], list[int]]]) -> list[float]:
         """Scores of (query ids, answer ids) pairs, each query run once: its key/value cache
         is shared by all the answers to it (the query, a chat prompt with the problem's
-        code, is most of the tokens). Equal to score_ids on the concatenations."""
-        import torch
-        from transformers import DynamicCache
+        code, is most of the tokens). Equal to score_ids on the concatenations, plus the
+        likelihood prior where the reranker has one."""
+        # identical items (a model's samples repeat) are scored once
+        index = {key: i for i, key in enumerate(dict.fromkeys((tuple(q), tuple(a)) for q, a in items))}
+        distinct = [(list(q), list(a)) for q, a in index]
+        scores = shared_prefix_pass(self.model, distinct, self.tokenizer.pad_token_id, self.batch_size,
+                                    lambda logits, ids, lengths, first: logits[:, 0].float().tolist())
+        if self.likelihood is not None:
+            priors = response_log_likelihoods(self.likelihood, distinct, self.tokenizer.pad_token_id,
+                                              self.batch_size)
+            scores = [score + self.likelihood_weight * prior for score, prior in zip(scores, priors, strict=True)]
+        return [scores[index[tuple(q), tuple(a)]] for q, a in items]
 
-        by_query: dict[tuple[int, ...], list[int]] = {}
-        for index, (query, _) in enumerate(items):
-            by_query.setdefault(tuple(query), []).append(index)
-        result = [0.0] * len(items)
-        pad, device = self.tokenizer.pad_token_id, self.model.device
-        with torch.inference_mode():
-            for query, indices in by_query.items():
-                prefix = DynamicCache()
-                self.model(input_ids=torch.tensor([query], device=device), cache=prefix, use_cache=True)
-                shared = [(keys, values) for keys, values, *_ in prefix]
-                indices = sorted(indices, key=lambda i: len(items[i][1]))
-                for start in range(0, len(indices), self.batch_size):
-                    chunk = indices[start : start + self.batch_size]
-                    answers = [items[i][1] for i in chunk]
-                    width = max(len(a) for a in answers)
-                    ids = torch.tensor([a + [pad] * (width - len(a)) for a in answers], device=device)
-                    mask = torch.tensor([[1] * (len(query) + len(a)) + [0] * (width - len(a)) for a in answers],
-                                        device=device)
-                    cache = DynamicCache(ddp_cache_data=[(k.expand(len(chunk), -1, -1, -1),
-                                                          v.expand(len(chunk), -1, -1, -1)) for k, v in shared])
-                    logits = self.model(input_ids=ids, attention_mask=mask, cache=cache).logits[:, 0]
-                    for i, value in zip(chunk, logits.float().tolist(), strict=True):
-                        result[i] = value
-        return result
+
+def shared_prefix_pass(model, items: list[tuple[list[int], list[int]]], pad: int, batch_size: int,
+                       reduce) -> list:
+    """One value per (query ids, answer ids) item from `model`'s forward pass over the
+    answers, each distinct query run once and its key/value cache shared by the answers to
+    it. `reduce(logits, ids, lengths, first)` turns a batch's output (logits of the padded
+    answers `ids`, their `lengths`, and `first`: the logits at the query's last token) into
+    the batch's values, in order."""
+    import torch
+    from transformers import DynamicCache
+
+    by_query: dict[tuple[int, ...], list[int]] = {}
+    for index, (query, _) in enumerate(items):
+        by_query.setdefault(tuple(query), []).append(index)
+    result: list = [None] * len(items)
+    device = model.device
+    with torch.inference_mode():
+        for query, indices in by_query.items():
+            prefix = DynamicCache()
+            first = model(input_ids=torch.tensor([query], device=device), cache=prefix, use_cache=True).logits[0, -1]
+            shared = [(keys, values) for keys, values, *_ in prefix]
+            indices = sorted(indices, key=lambda i: len(items[i][1]))
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                answers = [items[i][1] for i in chunk]
+                width = max(len(a) for a in answers)
+                ids = torch.tensor([a + [pad] * (width - len(a)) for a in answers], device=device)
+                mask = torch.tensor([[1] * (len(query) + len(a)) + [0] * (width - len(a)) for a in answers],
+                                    device=device)
+                cache = DynamicCache(ddp_cache_data=[(k.expand(len(chunk), -1, -1, -1),
+                                                      v.expand(len(chunk), -1, -1, -1)) for k, v in shared])
+                logits = model(input_ids=ids, attention_mask=mask, cache=cache).logits
+                values = reduce(logits, ids, [len(a) for a in answers], first)
+                for i, value in zip(chunk, values, strict=True):
+                    result[i] = value
+    return result
+
+
+def response_log_likelihoods(model, items: list[tuple[list[int], list[int]]], pad: int,
+                             batch_size: int) -> list[float]:
+    """The total log-probability of each item's answer ids (the response and its closing
+    token) given its query ids, under the causal LM `model`."""
+    import torch
+
+    def totals(logits, ids, lengths, first):
+        # position t predicts answer token t + 1; the query's last position predicts token 0
+        logits = logits.float()
+        following = (logits[:, :-1].gather(2, ids[:, 1:, None])[..., 0] - logits[:, :-1].logsumexp(-1))
+        head = torch.log_softmax(first.float(), -1)[ids[:, 0]]
+        return [float(head[row] + following[row, : length - 1].sum()) for row, length in enumerate(lengths)]
+
+    return shared_prefix_pass(model, items, pad, batch_size, totals)
 
 
 def candidate_response(candidate: dict) -> str:

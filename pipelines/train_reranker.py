@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", required=True, type=Path, help="the round's pairs directory")
     parser.add_argument("--seed-reranker", required=True, type=Path)
     parser.add_argument("--previous-reranker", required=True, type=Path)
+    parser.add_argument("--policy", required=True, type=Path,
+                        help="the seed policy: the likelihood prior's model (reranker.likelihood_weight)")
     parser.add_argument("--round", required=True)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--params", default="params.yaml")
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.generation import resolve_style
     from coderanker.jsonl import read_jsonl
     from coderanker.problems import by_name, load_problems
-    from coderanker.reranker import encode_pair, read_prompt_style, write_meta
+    from coderanker.reranker import attach_likelihood, encode_pair, read_prompt_style, write_meta
     from coderanker.runtime import training_dtype
     from coderanker.serving import log_reranker
     from coderanker.tracking import stage_run
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     init = args.seed_reranker if config.init == "seed" else args.previous_reranker
     # r0 names the seed as its previous round: only later rounds continue a trained reranker
     config = round_config(config, init.resolve() != args.seed_reranker.resolve())
-    inputs = [args.problems, args.pairs, init]
+    inputs = [args.problems, args.pairs, init] + ([args.policy] if config.likelihood_weight else [])
     with stage_run("train_reranker", args.round, {"reranker": asdict(config), "ray": asdict(ray_config)},
                    inputs) as run, stage_outputs(f"train_reranker@{args.round}", args.out, run=run) as out:
         tokenizer = AutoTokenizer.from_pretrained(init)
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             encoded.append(record)
         metrics = train_reranker(encoded, init, out, config, ray_config, training_dtype(params, ray_config))
         write_meta(out, style)
+        attach_likelihood(out, args.policy, config.likelihood_weight)
         (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         run.log_curves(read_training_log(out))
         run.log_metrics(metrics, prefix="final.")

@@ -14,7 +14,9 @@ is `select_training_pairs` (pairs whose chosen program is a model sample first, 
 pair per problem at a time) over r0's mined pairs. Two more draw fresh pairs from every
 round's training results (at most --per-problem per problem, `coderanker.pairs.build_pairs`),
 then select as `spread` does: `samples` keeps the pairs whose passing program is a model
-sample, `references` those whose passing program is the problem's reference.
+sample, `references` those whose passing program is the problem's reference. A round's name
+(`r2`) takes every pair that round's reranker trained on (`data/r2/pairs`: every pair so far,
+hard negatives included), through `select_training_pairs` as that round's stage does.
 
 --folds K cross-fits instead of holding one slice out: the problems are dealt into K folds,
 each fold is scored by a reranker trained on the other folds' pairs, so every problem with
@@ -22,6 +24,8 @@ a choice counts once (4x the held-out problems of --holdout 40 at K=4, at K trai
 variant). Rows `untrained` (the seed reranker), `vote` (the largest group of identical
 programs, `benchmarks.pick_baselines`) and `likelihood` / `mean likelihood` (the response's
 total / per-token log-probability under the seed policy) are measured on the same pools.
+--likelihood-weights B ... adds, per variant, rows that rank by the reranker's score plus B
+times the seed policy's total log-probability (a score per candidate, no pool needed).
 
 --round1 INIT:LEARNING_RATE:REPLAY[:MAX_PAIRS] ... simulates a self-training round instead, cross-fitted
 (--folds, default 4): per fold, an r0 reranker is trained on the other folds' r0 pairs with
@@ -69,6 +73,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "compare depths)")
     parser.add_argument("--round1", nargs="+", metavar="INIT:LR:REPLAY[:MAX_PAIRS]",
                         help="simulate round r1's training instead (see above)")
+    parser.add_argument("--likelihood-weights", nargs="*", type=float, default=[], metavar="B",
+                        help="also rank by each variant's score + B x the seed policy's log-probability")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -117,10 +123,14 @@ def fresh_pairs(run: Path, per_problem: int, seed: int) -> list[dict]:
     return [pair_record(chosen, rejected, "pooled", "pair", 0.0) for chosen, rejected in build_pairs(results, config)]
 
 
-def variant_pairs(selection: str, mined: list[dict], pooled: list[dict], count: int, config) -> list[dict]:
-    """The training pairs of one variant (see the module's docstring)."""
+def variant_pairs(selection: str, mined: list[dict], pooled: list[dict], count: int, config,
+                  rounds: dict[str, list[dict]] | None = None) -> list[dict]:
+    """The training pairs of one variant (see the module's docstring); `rounds` holds the
+    pairs a round's name selects."""
     from coderanker.training.reward import select_training_pairs
 
+    if rounds and selection in rounds:
+        return select_training_pairs(rounds[selection], selection, config)
     if selection == "file":
         return mined[:count]
     if selection == "spread":
@@ -128,7 +138,8 @@ def variant_pairs(selection: str, mined: list[dict], pooled: list[dict], count: 
     if selection in ("samples", "references"):
         wanted = selection == "references"
         return select_training_pairs([p for p in pooled if p["chosen_reference"] == wanted], "pooled", config)
-    raise SystemExit(f"unknown selection {selection!r}: file, spread, samples or references")
+    raise SystemExit(f"unknown selection {selection!r}: file, spread, samples, references or a round's name "
+                     f"(one of {sorted(rounds or {})})")
 
 
 def measure(scored: list[dict], seed: int, score=lambda r: r["score"]) -> dict:
@@ -258,11 +269,14 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import AutoTokenizer
 
     from benchmarks.pick_baselines.run import policy_log_likelihoods, with_votes
+    from coderanker.config import load_params
     from coderanker.generation import resolve_style
     from coderanker.jsonl import read_jsonl
     from coderanker.metrics import group_by_problem
     from coderanker.problems import by_name, load_problems
     from coderanker.reranker import Reranker, read_prompt_style
+    from coderanker.runtime import training_dtype
+    from coderanker.training.ray_train import RayTrainConfig
     from coderanker.training.reward import RerankerTrainConfig
 
     problems = by_name(load_problems(args.run / "data/problems/train.jsonl"))
@@ -272,16 +286,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.round1:
         round_one(args, problems, init, tokenizer, style)
         return
+    dtype = training_dtype(load_params(args.run / "params.yaml"), RayTrainConfig())  # as the run's stages
     slices = held_out_slices(list(problems), args.holdout, args.folds, args.seed)
     mined = mark_references(read_jsonl(args.run / "data/r0/pairs/pairs.jsonl"), args.run)
     pooled = fresh_pairs(args.run, args.per_problem, args.seed)
+    rounds = {path.parent.parent.name: mark_references(read_jsonl(path), args.run)
+              for path in sorted(args.run.glob("data/r*/pairs/pairs.jsonl"))}
     base = RerankerTrainConfig(init="seed", max_pairs=args.pairs, epochs=1.0, learning_rate=3e-5, batch_size=4,
                                max_length=512, warmup_ratio=0.1, score_batch_size=20, fit_eval_pairs=24)
     samples = [with_choice(held_out_samples(args.run, holdout)) for holdout in slices]
     print(f"{len(slices)} held-out slice(s) of {sorted(map(len, slices))} training problems; "
           f"{sum(map(len, samples))} samples of the {len(group_by_problem(sum(samples, [])))} held-out problems "
           f"with a choice; pairs: r0 mined {len(mined)}, pooled {len(pooled)} "
-          f"({sum(not p['chosen_reference'] for p in pooled)} with a model sample chosen)", flush=True)
+          f"({sum(not p['chosen_reference'] for p in pooled)} with a model sample chosen); training in {dtype}",
+          flush=True)
     everything = sum(samples, [])
     rows = {"vote": measure([r for group in group_by_problem(everything).values() for r in with_votes(group)],
                             args.seed, score=lambda r: r["votes"])}
@@ -301,9 +319,11 @@ def main(argv: list[str] | None = None) -> None:
         scored, trained, runtime, seconds = [], [], 0.0, 0.0
         for holdout, held in zip(slices, samples, strict=True):
             chosen = variant_pairs(selection, [p for p in mined if p["name"] not in holdout],
-                                   [p for p in pooled if p["name"] not in holdout], args.pairs, config)
+                                   [p for p in pooled if p["name"] not in holdout], args.pairs, config,
+                                   {name: [p for p in pairs if p["name"] not in holdout]
+                                    for name, pairs in rounds.items()})
             with tempfile.TemporaryDirectory(prefix="slice-") as out:
-                fit = train_and_score(chosen, init, out, config, problems, held, tokenizer, style)
+                fit = train_and_score(chosen, init, out, config, problems, held, tokenizer, style, dtype)
             scored += fit["scored"]
             runtime, seconds = runtime + fit["runtime"], seconds + fit["seconds"]
             trained.append(chosen)
@@ -312,6 +332,11 @@ def main(argv: list[str] | None = None) -> None:
                          "pairs_per_s": sum(map(len, trained)) / runtime, "stage_seconds": seconds,
                          **measure(scored, args.seed)}
         print(variant, json.dumps(rows[variant]), flush=True)
+        for weight in args.likelihood_weights:
+            # `scored` runs over the slices in order, as `everything` and `likelihoods` do
+            rows[f"{variant} + {weight:g} ll"] = measure(
+                [{**s, "score": s["score"] + weight * v[0]} for s, v in zip(scored, likelihoods, strict=True)],
+                args.seed)
     first = next(iter(args.variants), None)
     for variant, row in rows.items():
         low, high = row["pairwise_acc_ci95"]

@@ -57,6 +57,12 @@ class RerankerTrainConfig:
     """Train only the top N transformer layers (plus the final norm and the scalar head);
     0 trains everything. Backward passes stop at the lowest trainable layer, which on a CPU
     roughly halves the step time for N a fifth of the depth."""
+    likelihood_weight: float = field(default=0.0, metadata={"min": 0})
+    """The likelihood prior: > 0 adds this times the seed policy's total log-probability of
+    the response to the trained head's score, wherever the reranker ranks (mining,
+    evaluation, `coderanker rerank`, the MLflow model; `coderanker.reranker.attach_likelihood`).
+    0: the head alone. PPO's reward stays the head: there the prior is the reference
+    policy's log-probability, which PPO's KL penalty already holds the policy to."""
     fit_eval_pairs: int = field(default=64, metadata={"min": 0})
     """Pairs (evenly spread over the training pairs, every round's included) on which
     accuracy and loss are measured before and after training; 0: all."""

@@ -145,3 +145,16 @@ def test_mlflow_holds_nested_runs_and_the_champion(tiny_repo):
     assert promoted and promoted[0] == evaluates["r0"].data.tags["coderanker.reranker_version"]
     champion = client.get_model_version_by_alias("coderanker-reranker", "champion")
     assert str(champion.version) == promoted[-1]
+
+
+def test_every_round_s_reranker_carries_the_likelihood_prior(tiny_repo):
+    """The tiny profile sets reranker.likelihood_weight: each trained reranker holds the seed
+    policy and names the weight, so mining, evaluation and `coderanker rerank` add the prior."""
+    from coderanker.reranker import LIKELIHOOD_POLICY, read_meta
+
+    seed = tiny_repo / "models" / "seed" / "policy" / "model.safetensors"
+    for round_id in ROUNDS:
+        reranker = tiny_repo / "models" / round_id / "reranker"
+        assert read_meta(reranker)["likelihood_weight"] == 0.001
+        assert (reranker / LIKELIHOOD_POLICY / "model.safetensors").read_bytes() == seed.read_bytes()
+    assert "likelihood_weight" not in read_meta(tiny_repo / "models" / "seed" / "reranker")

@@ -148,3 +148,43 @@ def test_shared_query_scoring_equals_scoring_whole_sequences(tiny_model_dir, tmp
         error = max(abs(a - b) for a, b in zip(shared, whole, strict=True))
         assert error < (1e-4 if dtype == "fp32" else 0.05 * (max(whole) - min(whole))), dtype
         assert len(set(round(s, 6) for s in shared)) > 1
+
+
+def test_a_likelihood_prior_adds_the_policys_log_probability_of_the_response(tiny_model_dir, tmp_path):
+    """The prior's term is checked against a token-at-a-time computation (a forward pass per
+    token, no shared cache, no padding) in fp32; a reranker without the prior scores as before,
+    and one whose metadata names a prior it lacks is refused."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from coderanker.reranker import LIKELIHOOD_POLICY, Reranker, attach_likelihood, init_reranker, write_meta
+    from coderanker.runtime import Placement
+
+    directory = init_reranker(tiny_model_dir, tmp_path / "reranker", prompt_style="auto")
+    problems = starter("eval")[:2]
+    answers = ["    return 1\n", "    x = 0\n    for c in s:\n        x += 1\n    return x\n", "    pass\n"]
+    fp32 = Placement.of("cpu", "fp32")
+    plain = Reranker.load(str(directory), placement=fp32, batch_size=2)
+    items = [plain.encode_parts(p, a) for p in problems for a in answers]
+    heads = plain.score_parts(items)
+    attach_likelihood(directory, tiny_model_dir, 0.5)
+    scorer = Reranker.load(str(directory), placement=fp32, batch_size=2)
+    assert scorer.style == "prefill" and scorer.likelihood_weight == 0.5
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    expected = []
+    with torch.inference_mode():
+        for query, answer in items:
+            total = 0.0
+            for i, token in enumerate(answer):
+                logits = policy(input_ids=torch.tensor([query + answer[:i]])).logits[0, -1]
+                total += float(torch.log_softmax(logits, dim=-1)[token])
+            expected.append(total)
+    assert scorer.score_parts(items) == pytest.approx([h + 0.5 * e for h, e in zip(heads, expected, strict=True)],
+                                                      abs=1e-3)
+    assert len({round(e, 3) for e in expected}) == len(expected)  # the prior separates the answers
+    attach_likelihood(directory, tiny_model_dir, 0.0)  # removed again
+    assert not (directory / LIKELIHOOD_POLICY).exists()
+    assert Reranker.load(str(directory), placement=fp32, batch_size=2).score_parts(items) == pytest.approx(heads)
+    write_meta(directory, "prefill", 0.5)  # the prior named, its policy missing
+    with pytest.raises(FileNotFoundError, match=LIKELIHOOD_POLICY):
+        Reranker.load(str(directory), placement=fp32)
