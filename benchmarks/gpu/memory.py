@@ -73,6 +73,8 @@ class Shape:
     reranker_head: int
     """Parameters of one reranker layer, and of its final norm and scalar head (what
     `reranker.trainable_layers` trains besides its top layers)."""
+    vocab: int = 0
+    """Vocabulary size: the width of the logits the likelihood prior reads."""
 
 
 def shape_of(source: str, reranker_layers: int) -> Shape:
@@ -96,6 +98,7 @@ def shape_of(source: str, reranker_layers: int) -> Shape:
                  reranker=sum(p.numel() for p in reranker.parameters()), layers=layers, reranker_layers=kept,
                  hidden=config.hidden_size, kv_width=config.num_key_value_heads * head,
                  lora_per_rank_policy=lora, lora_per_rank_reranker=lora * kept // layers,
+                 vocab=config.vocab_size,
                  reranker_per_layer=sum(p.numel() for p in reranker.model.layers[0].parameters()),
                  reranker_head=sum(p.numel() for p in reranker.model.norm.parameters())
                  + sum(p.numel() for p in reranker.score.parameters()))
@@ -137,9 +140,14 @@ def rows(params: dict, prompt_tokens: int) -> list[tuple[str, float, str]]:
     scoring_tokens = reranker.score_batch_size * min(reranker.max_length, prompt_tokens + sample.max_new_tokens)
     scoring = (weights(shape.reranker, inference)
                + scoring_tokens * 2 * shape.reranker_layers * shape.kv_width * inference)
+    how = f"weights + KV cache of {reranker.score_batch_size} candidates"
+    if getattr(reranker, "likelihood_weight", 0):
+        # the prior's policy, its KV cache, and its logits of a batch (fp32 for the log-softmax)
+        scoring += weights(shape.policy, inference) + scoring_tokens * (kv + shape.vocab * 4)
+        how += "; the likelihood prior's policy, its KV cache and fp32 logits"
     out = [("sample", sampling, f"weights + KV cache of {sample.batch_size} rows x "
                                 f"{prompt_tokens + sample.max_new_tokens} tokens"),
-           ("mine, evaluate (scoring)", scoring, f"weights + KV cache of {reranker.score_batch_size} candidates")]
+           ("mine, evaluate (scoring)", scoring, how)]
 
     lora_reranker = shape.lora_per_rank_reranker * getattr(reranker, "lora_r", 0)
     top = min(reranker.trainable_layers, shape.reranker_layers)
