@@ -65,7 +65,10 @@ def test_fan_out_matches_local_and_runs_on_both_nodes(cluster, monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", cluster)
     problems = by_name(starter("eval")[:24])
     candidates = candidates_of(problems)
-    config = SandboxConfig(timeout_s=2.0, cpu_s=2)
+    # the endless loop ends by its 1 s of CPU time on either backend: with the CPU-time and
+    # wall-clock limits equal (2 s each) a loaded machine let the wall clock win locally
+    # (exit -9, "wall-clock limit") and the CPU time on Ray (-24), and the labels differed
+    config = SandboxConfig(timeout_s=4.0, cpu_s=1)
     on_ray = run(problems, candidates, replace(config, backend="ray"))
     assert ray.get_runtime_context().gcs_address == cluster
     nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
