@@ -102,13 +102,16 @@ def held_out_samples(run: Path, holdout: set[str], rounds: str = "r*") -> list[d
 
 
 def mark_references(pairs: list[dict], run: Path) -> list[dict]:
-    """Pairs mined before pairs recorded `chosen_reference` get it from the round's results."""
+    """Pairs with `chosen_reference` true where their chosen program is a training problem's
+    reference (r0's results list them), whatever the pair recorded: pairs mined before pairs
+    recorded the key lack it, and before faabd4c a hard negative paired with an earlier
+    round's reference recorded False."""
     from coderanker.jsonl import read_jsonl
 
     references = {(r["name"], r["completion"]) for r in read_jsonl(run / "data/r0/results/train.jsonl")
                   if r.get("reference")}
-    return [{**p, "chosen_reference": p.get("chosen_reference", (p["name"], p["chosen_completion"]) in references)}
-            for p in pairs]
+    return [{**p, "chosen_reference": bool(p.get("chosen_reference"))
+             or (p["name"], p["chosen_completion"]) in references} for p in pairs]
 
 
 def fresh_pairs(run: Path, per_problem: int, seed: int) -> list[dict]:

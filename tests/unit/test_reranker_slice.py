@@ -73,3 +73,19 @@ def test_held_out_samples_are_the_held_out_problems_model_samples_of_the_rounds_
             {"name": "b", "completion": "other problem", "status": "failed"}])
     assert [r["completion"] for r in held_out_samples(tmp_path, {"a"})] == ["r0 sample", "r1 sample", "r2 sample"]
     assert [r["completion"] for r in held_out_samples(tmp_path, {"a"}, "r[01]")] == ["r0 sample", "r1 sample"]
+
+
+def test_pairs_whose_chosen_program_is_a_reference_are_marked_whatever_they_recorded(tmp_path):
+    """Older runs' pairs lack the key, or (a hard negative against an earlier round's
+    reference, before faabd4c) recorded False; a model sample's pair stays unmarked."""
+    from benchmarks.reranker_slice.run import mark_references
+    from coderanker.jsonl import write_jsonl
+
+    write_jsonl(tmp_path / "data/r0/results/train.jsonl", [
+        {"name": "a", "completion": "ref a", "status": "passed", "reference": True},
+        {"name": "a", "completion": "sample a", "status": "passed"}])
+    pairs = [{"name": "a", "chosen_completion": "ref a"},
+             {"name": "a", "chosen_completion": "ref a", "chosen_reference": False, "kind": "hard_negative"},
+             {"name": "a", "chosen_completion": "sample a", "chosen_reference": False},
+             {"name": "b", "chosen_completion": "ref b", "chosen_reference": True}]
+    assert [p["chosen_reference"] for p in mark_references(pairs, tmp_path)] == [True, True, False, True]
