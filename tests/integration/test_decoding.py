@@ -181,6 +181,11 @@ def test_a_likelihood_prior_adds_the_policys_log_probability_of_the_response(tin
             expected.append(total)
     assert scorer.score_parts(items) == pytest.approx([h + 0.5 * e for h, e in zip(heads, expected, strict=True)],
                                                       abs=1e-3)
+    # repeated items (samples repeat) are scored once, and each copy gets its own item's score
+    order = [4, 0, 4, 2, 0]
+    alone = {i: scorer.score_parts([items[i]])[0] for i in set(order)}
+    assert scorer.score_parts([items[i] for i in order]) == pytest.approx([alone[i] for i in order], abs=1e-4)
+    assert len(set(alone.values())) == 3
     assert len({round(e, 3) for e in expected}) == len(expected)  # the prior separates the answers
     attach_likelihood(directory, tiny_model_dir, 0.0)  # removed again
     assert not (directory / LIKELIHOOD_POLICY).exists()
