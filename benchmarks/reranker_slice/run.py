@@ -291,10 +291,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     dtype = training_dtype(load_params(args.run / "params.yaml"), RayTrainConfig())  # as the run's stages
     slices = held_out_slices(list(problems), args.holdout, args.folds, args.seed)
-    mined = mark_references(read_jsonl(args.run / "data/r0/pairs/pairs.jsonl"), args.run)
-    pooled = fresh_pairs(args.run, args.per_problem, args.seed)
     rounds = {path.parent.parent.name: mark_references(read_jsonl(path), args.run)
               for path in sorted(args.run.glob("data/r*/pairs/pairs.jsonl"))}
+    mined = rounds["r0"]
+    pooled = fresh_pairs(args.run, args.per_problem, args.seed)
     base = RerankerTrainConfig(init="seed", max_pairs=args.pairs, epochs=1.0, learning_rate=3e-5, batch_size=4,
                                max_length=512, warmup_ratio=0.1, score_batch_size=20, fit_eval_pairs=24)
     samples = [with_choice(held_out_samples(args.run, holdout)) for holdout in slices]
