@@ -34,10 +34,10 @@ LANGUAGE_COLUMNS = ("language", "sets", "problems", *LANGUAGE_FIGURES)
 
 
 def evaluate_round(problems_dir: Path, results_dir: Path, reranker_dir: str | os.PathLike, sets: list[str],
-                   scored_dir: Path, rerank_config, placement=None) -> dict[str, dict]:
+                   scored_dir: Path, rerank_config, placement=None, scorers: Scorers | None = None) -> dict[str, dict]:
     """Per evaluation set: pass@1, greedy, oracle, reranked pass@1 with its gain and
     intervals, within-problem hit rates, pruned figures (see `coderanker.metrics`)."""
-    reranker = load_scorer(reranker_dir, rerank_config, placement)
+    reranker = (scorers or Scorers(rerank_config, placement)).get(reranker_dir)
     summaries = {}
     for name in sets:
         problems = by_name(load_problems(problems_dir / f"eval-{name}.jsonl"))
@@ -98,13 +98,16 @@ def format_language_table(table: dict[str, dict]) -> str:
 
 
 def compare_on_shared_pool(problems_dir: Path, pool_dir: Path, set_name: str, reranker_dir, previous_dir,
-                           rerank_config, placement=None) -> dict:
+                           rerank_config, placement=None, scorers: Scorers | None = None) -> dict:
     """The round's reranker against the previous round's on the same candidates (the first
     round's pool of `set_name`): rounds compared on one pool, a paired comparison.
 
     Only the samples of problems with a choice are scored: elsewhere every pick has the same
     outcome, so the figures (all over every problem of the pool) are exact, at about a
-    quarter of the scoring on the default profile."""
+    quarter of the scoring on the default profile. Given the stage's `scorers`, candidates
+    already scored (the first round's own pool) and a likelihood prior both rerankers share
+    are computed once."""
+    scorers = scorers or Scorers(rerank_config, placement)
     problems = by_name(load_problems(problems_dir / f"eval-{set_name}.jsonl"))
     path = pool_dir / f"eval-{set_name}.jsonl"
     pool = [{**figure_fields(result), "line": line} for line, result in numbered_records(path)]
@@ -112,10 +115,8 @@ def compare_on_shared_pool(problems_dir: Path, pool_dir: Path, set_name: str, re
     to_score = {r["line"] for samples in choice for r in samples}
     names = [samples[0]["name"] for samples in choice]
     groups = JsonlGroups(path)
-    current = score_lines(groups, problems, load_scorer(reranker_dir, rerank_config, placement), SCORE_BATCH,
-                          names, to_score)
-    previous = score_lines(groups, problems, load_scorer(previous_dir, rerank_config, placement), SCORE_BATCH,
-                           names, to_score)
+    current = score_lines(groups, problems, scorers.get(reranker_dir), SCORE_BATCH, names, to_score)
+    previous = score_lines(groups, problems, scorers.get(previous_dir), SCORE_BATCH, names, to_score)
     for result in pool:
         result["score"], result["previous_score"] = current.get(result["line"], 0.0), previous.get(result["line"], 0.0)
     compared = compare_on_pool(pool, lambda r: r["previous_score"], lambda r: r["score"])
@@ -162,8 +163,28 @@ def numbered_records(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         yield line, item
 
 
-def load_scorer(reranker_dir, rerank_config, placement=None):
+def load_scorer(reranker_dir, rerank_config, placement=None, **kwargs):
     from coderanker.reranker import Reranker
 
     return Reranker.load(str(reranker_dir), placement=placement, max_length=rerank_config.max_length,
-                         batch_size=rerank_config.score_batch_size)
+                         batch_size=rerank_config.score_batch_size, **kwargs)
+
+
+class Scorers:
+    """The rerankers of one stage, each loaded once: a reranker asked for again is the same
+    scorer, its scores memoised, and rerankers whose likelihood priors are the same policy
+    share one prior and its memo (see `coderanker.reranker.Reranker.load`)."""
+
+    def __init__(self, rerank_config, placement=None):
+        self.rerank_config, self.placement = rerank_config, placement
+        self.loaded: dict[str, object] = {}
+        self.priors: dict = {}
+
+    def get(self, reranker_dir):
+        key = str(reranker_dir)
+        if Path(key).exists():
+            key = str(Path(key).resolve())
+        if key not in self.loaded:
+            self.loaded[key] = load_scorer(reranker_dir, self.rerank_config, self.placement, priors=self.priors,
+                                           memo=True)
+        return self.loaded[key]

@@ -33,12 +33,15 @@ HF_ARTIFACT = "hf_model"
 LIKELIHOOD_POLICY = "likelihood_policy"
 
 
-def write_meta(model_dir: str | os.PathLike, prompt_style: str, likelihood_weight: float = 0.0) -> None:
+def write_meta(model_dir: str | os.PathLike, prompt_style: str, likelihood_weight: float = 0.0,
+               likelihood_sha256: str | None = None) -> None:
     """Record the (resolved) prompt style the reranker scores texts in, and the weight of its
-    likelihood prior (0: none; see `attach_likelihood`)."""
+    likelihood prior (0: none) with its policy's fingerprint (see `attach_likelihood`)."""
     meta: dict = {"prompt_style": prompt_style}
     if likelihood_weight:
         meta["likelihood_weight"] = likelihood_weight
+        if likelihood_sha256:
+            meta["likelihood_policy_sha256"] = likelihood_sha256
     Path(model_dir, RERANKER_META).write_text(json.dumps(meta) + "\n")
 
 
@@ -51,22 +54,40 @@ def read_prompt_style(model_dir: str | os.PathLike, default: str = "auto") -> st
     return read_meta(model_dir).get("prompt_style", default)
 
 
-def attach_likelihood(model_dir: str | os.PathLike, policy_dir: str | os.PathLike, weight: float) -> None:
+def attach_likelihood(model_dir: str | os.PathLike, policy_dir: str | os.PathLike, weight: float,
+                      prompt_style: str | None = None) -> None:
     """Give the reranker in `model_dir` a likelihood prior: its score becomes the head's
     score plus `weight` times the total log-probability of the response under the policy in
-    `policy_dir` (copied into the reranker, so the directory, its MLflow model and `coderanker
-    rerank` stay self-contained). 0 removes the prior."""
+    `policy_dir` (copied whole into the reranker, whatever its weight files, so the directory,
+    its MLflow model and `coderanker rerank` stay self-contained). 0 removes the prior. Writes
+    the reranker's metadata (`prompt_style`, default: the one it records)."""
     import shutil
 
+    style = prompt_style or read_prompt_style(model_dir)
     target = Path(model_dir, LIKELIHOOD_POLICY)
     if target.exists():
         shutil.rmtree(target)
     if weight:
-        target.mkdir()
-        for name in ("config.json", "generation_config.json", "model.safetensors"):
-            if Path(policy_dir, name).exists():
-                shutil.copy2(Path(policy_dir, name), target / name)
-    write_meta(model_dir, read_prompt_style(model_dir), weight)
+        if not Path(policy_dir, "config.json").is_file():
+            raise FileNotFoundError(f"{Path(policy_dir, 'config.json')}: the likelihood prior's policy is not a "
+                                    f"Hugging Face model directory")
+        shutil.copytree(policy_dir, target)
+    write_meta(model_dir, style, weight, directory_sha256(target) if weight else None)
+
+
+def directory_sha256(directory: str | os.PathLike) -> str:
+    """A fingerprint of a directory's files: SHA-256 over their relative names and bytes, in
+    name order (two rerankers whose priors have the same fingerprint share one in a stage)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    root = Path(directory)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, layers: int = 0,
@@ -129,11 +150,37 @@ def hf_directory(path: str | os.PathLike) -> Path:
     return Path(path, artifacts[HF_ARTIFACT]["path"])
 
 
+class LikelihoodPrior:
+    """A causal LM scoring a response by its total log-probability given the query. With
+    `memo`, each (query ids, answer ids) item is computed once: rerankers whose priors are the
+    same policy (`directory_sha256`) share one, so a stage scoring one pool with two of them
+    runs the policy once."""
+
+    def __init__(self, model, memo: bool = False):
+        self.model = model.eval()
+        self.memo: dict | None = {} if memo else None
+
+    def log_likelihoods(self, items: list[tuple[tuple[int, ...], tuple[int, ...]]], pad: int,
+                        batch_size: int) -> list[float]:
+        known = self.memo if self.memo is not None else {}
+        missing = [item for item in dict.fromkeys(items) if item not in known]
+        computed = dict(zip(missing, response_log_likelihoods(self.model, [(list(q), list(a)) for q, a in missing],
+                                                              pad, batch_size), strict=True))
+        if self.memo is not None:
+            self.memo.update(computed)
+        return [computed[item] if item in computed else known[item] for item in items]
+
+
 class Reranker:
-    """Scores (problem, response) pairs; higher means more likely to pass."""
+    """Scores (problem, response) pairs; higher means more likely to pass.
+
+    With `memo`, scores are kept by (query ids, answer ids), so a stage that scores the same
+    candidates twice (the eval pool, then the shared pool it is part of) runs the model once;
+    off by default, as a long-lived scorer (the served model) would keep every text."""
 
     def __init__(self, model, tokenizer, prompt_style: str = "auto", max_length: int = MAX_LENGTH,
-                 batch_size: int = BATCH_SIZE, likelihood=None, likelihood_weight: float = 0.0):
+                 batch_size: int = BATCH_SIZE, likelihood=None, likelihood_weight: float = 0.0,
+                 memo: bool = False):
         from coderanker.generation import resolve_style
 
         self.model, self.tokenizer = model.eval(), tokenizer
@@ -141,13 +188,18 @@ class Reranker:
         self.max_length, self.batch_size = max_length, batch_size
         # the likelihood prior: a causal LM whose log-probability of the response, times the
         # weight, is added to the head's score (attach_likelihood)
-        self.likelihood = likelihood.eval() if likelihood is not None and likelihood_weight else None
+        if likelihood is not None and not isinstance(likelihood, LikelihoodPrior):
+            likelihood = LikelihoodPrior(likelihood)
+        self.likelihood = likelihood if likelihood is not None and likelihood_weight else None
         self.likelihood_weight = likelihood_weight if self.likelihood is not None else 0.0
+        self.memo: dict | None = {} if memo else None
 
     @classmethod
-    def load(cls, uri: str, placement=None, **kwargs) -> Reranker:
+    def load(cls, uri: str, placement=None, priors: dict | None = None, **kwargs) -> Reranker:
         """A reranker directory or MLflow URI, on `placement` (default: auto device and
-        dtype), scoring in the prompt style it was trained with."""
+        dtype), scoring in the prompt style it was trained with. `priors`, a dict shared by
+        the loads of one stage, holds the likelihood priors loaded so far by fingerprint and
+        placement: a reranker whose prior is one of them shares it (and its memo)."""
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
         from coderanker.runtime import Placement
@@ -159,10 +211,17 @@ class Reranker:
         meta = read_meta(path)
         kwargs.setdefault("prompt_style", meta.get("prompt_style", "auto"))
         if meta.get("likelihood_weight"):
-            if not Path(path, LIKELIHOOD_POLICY).is_dir():
+            policy = Path(path, LIKELIHOOD_POLICY)
+            if not policy.is_dir():
                 raise FileNotFoundError(f"{Path(path, RERANKER_META)}: likelihood_weight is set but the reranker has "
                                         f"no {LIKELIHOOD_POLICY}/ directory")
-            kwargs["likelihood"] = placement.load(AutoModelForCausalLM, Path(path, LIKELIHOOD_POLICY))
+            if priors is None:
+                kwargs["likelihood"] = LikelihoodPrior(placement.load(AutoModelForCausalLM, policy))
+            else:
+                key = (meta.get("likelihood_policy_sha256") or directory_sha256(policy), placement)
+                if key not in priors:
+                    priors[key] = LikelihoodPrior(placement.load(AutoModelForCausalLM, policy), memo=True)
+                kwargs["likelihood"] = priors[key]
             kwargs["likelihood_weight"] = float(meta["likelihood_weight"])
         return cls(model, tokenizer, **kwargs)
 
@@ -203,25 +262,29 @@ class Reranker:
         is shared by all the answers to it (the query, a chat prompt with the problem's
         code, is most of the tokens). Equal to score_ids on the concatenations, plus the
         likelihood prior where the reranker has one."""
-        # identical items (a model's samples repeat) are scored once
-        index = {key: i for i, key in enumerate(dict.fromkeys((tuple(q), tuple(a)) for q, a in items))}
-        distinct = [(list(q), list(a)) for q, a in index]
-        scores = shared_prefix_pass(self.model, distinct, self.tokenizer.pad_token_id, self.batch_size,
-                                    lambda logits, ids, lengths, first: logits[:, 0].float().tolist())
+        keys = [(tuple(q), tuple(a)) for q, a in items]
+        known = self.memo if self.memo is not None else {}
+        # identical items (a model's samples repeat) are scored once, and with a memo only once
+        distinct = [key for key in dict.fromkeys(keys) if key not in known]
+        heads = shared_prefix_pass(self.model, [(list(q), list(a)) for q, a in distinct], self.tokenizer.pad_token_id,
+                                   self.batch_size, lambda logits, ids, lengths, first: logits[:, 0].float().tolist())
         if self.likelihood is not None:
-            priors = response_log_likelihoods(self.likelihood, distinct, self.tokenizer.pad_token_id,
-                                              self.batch_size)
-            scores = [score + self.likelihood_weight * prior for score, prior in zip(scores, priors, strict=True)]
-        return [scores[index[tuple(q), tuple(a)]] for q, a in items]
+            priors = self.likelihood.log_likelihoods(distinct, self.tokenizer.pad_token_id, self.batch_size)
+            heads = [score + self.likelihood_weight * prior for score, prior in zip(heads, priors, strict=True)]
+        scores = dict(zip(distinct, heads, strict=True))
+        if self.memo is not None:
+            self.memo.update(scores)
+        return [scores[key] if key in scores else known[key] for key in keys]
 
 
 def shared_prefix_pass(model, items: list[tuple[list[int], list[int]]], pad: int, batch_size: int,
-                       reduce) -> list:
+                       reduce, last_only: bool = False) -> list:
     """One value per (query ids, answer ids) item from `model`'s forward pass over the
     answers, each distinct query run once and its key/value cache shared by the answers to
     it. `reduce(logits, ids, lengths, first)` turns a batch's output (logits of the padded
     answers `ids`, their `lengths`, and `first`: the logits at the query's last token) into
-    the batch's values, in order."""
+    the batch's values, in order. `last_only`: a causal LM forms logits for the query's last
+    position only (`first`), not for every query position."""
     import torch
     from transformers import DynamicCache
 
@@ -233,11 +296,12 @@ def shared_prefix_pass(model, items: list[tuple[list[int], list[int]]], pad: int
     with torch.inference_mode():
         for query, indices in by_query.items():
             prefix = DynamicCache()
-            first = model(input_ids=torch.tensor([query], device=device), cache=prefix, use_cache=True).logits[0, -1]
+            first = model(input_ids=torch.tensor([query], device=device), cache=prefix, use_cache=True,
+                          **({"logits_to_keep": 1} if last_only else {})).logits[0, -1]
             shared = [(keys, values) for keys, values, *_ in prefix]
             indices = sorted(indices, key=lambda i: len(items[i][1]))
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start : start + batch_size]
+            for start, end in length_runs([len(items[i][1]) for i in indices], batch_size):
+                chunk = indices[start:end]
                 answers = [items[i][1] for i in chunk]
                 width = max(len(a) for a in answers)
                 ids = torch.tensor([a + [pad] * (width - len(a)) for a in answers], device=device)
@@ -250,6 +314,28 @@ def shared_prefix_pass(model, items: list[tuple[list[int], list[int]]], pad: int
                 for i, value in zip(chunk, values, strict=True):
                     result[i] = value
     return result
+
+
+RUN_OVERHEAD = 16
+"""A forward call's fixed cost in answer tokens (CPU, SmolLM2: ~10 ms against ~1 ms a token)."""
+
+
+def length_runs(lengths: list[int], batch_size: int, overhead: int = RUN_OVERHEAD) -> list[tuple[int, int]]:
+    """Ascending `lengths` cut into consecutive runs (start, end) of at most `batch_size`,
+    each padded to its longest, with the fewest padded tokens plus `overhead` per run (a
+    problem's samples range from a line to the token limit: one batch of them was about
+    twice their tokens; exact by dynamic programming over the cut points)."""
+    best, cut = [0] + [float("inf")] * len(lengths), [0] * (len(lengths) + 1)
+    for end in range(1, len(lengths) + 1):
+        for start in range(max(0, end - batch_size), end):
+            cost = best[start] + (end - start) * lengths[end - 1] + overhead
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    runs, end = [], len(lengths)
+    while end:
+        runs.append((cut[end], end))
+        end = cut[end]
+    return runs[::-1]
 
 
 def response_log_likelihoods(model, items: list[tuple[list[int], list[int]]], pad: int,
@@ -265,7 +351,7 @@ def response_log_likelihoods(model, items: list[tuple[list[int], list[int]]], pa
         head = torch.log_softmax(first.float(), -1)[ids[:, 0]]
         return [float(head[row] + following[row, : length - 1].sum()) for row, length in enumerate(lengths)]
 
-    return shared_prefix_pass(model, items, pad, batch_size, totals)
+    return shared_prefix_pass(model, items, pad, batch_size, totals, last_only=True)
 
 
 def candidate_response(candidate: dict) -> str:

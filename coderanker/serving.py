@@ -8,7 +8,8 @@ Input: a DataFrame of candidates, one per row, with string columns
 - `language` (optional, default py): MultiPL-E's code; the chat template names it;
 - `response` (optional): the generated text to score when it differs from the completion
   (`coderanker sample` writes both: in prefill style the response ends with the closing fence).
-Output: one score per row (float64 holding the model's float32 logit), higher for a
+Output: one score per row (float64: the head's float32 logit, plus the likelihood prior's
+weight times the response's log-probability where the reranker has one), higher for a
 candidate more likely to pass. Rows go through `Reranker.score_candidates`, the call
 `coderanker rerank` makes, so both give the same rows the same scores (same batch size and
 length limit: the model config, default that of `coderanker rerank`; across processes to

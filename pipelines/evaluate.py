@@ -36,7 +36,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from coderanker.config import DataConfig, load_params, section
-    from coderanker.evaluation import compare_on_shared_pool, evaluate_round, format_language_table, languages_table
+    from coderanker.evaluation import (
+        Scorers,
+        compare_on_shared_pool,
+        evaluate_round,
+        format_language_table,
+        languages_table,
+    )
     from coderanker.runtime import Placement
     from coderanker.tracking import stage_run
     from coderanker.training.reward import RerankerTrainConfig
@@ -49,15 +55,16 @@ def main(argv: list[str] | None = None) -> None:
     rerank = section(params, "reranker", RerankerTrainConfig, args.params)
     placement = Placement.from_params(params)
     inputs = [args.results, args.reranker, args.pairs]
+    scorers = Scorers(rerank, placement)  # each reranker loaded once; a prior they share computed once
     with stage_run("evaluate", args.round, {"data.eval": params["data"]["eval"]}, inputs) as run:
         with stage_outputs(f"evaluate@{args.round}", args.scored, run=run) as scored:
             sets = evaluate_round(args.problems, args.results, args.reranker, list(data.eval), scored, rerank,
-                                  placement)
+                                  placement, scorers)
         languages = languages_table(args.problems, args.scored, list(data.eval))
         pool = None
         if args.pool and args.previous_reranker:
             pool = compare_on_shared_pool(args.problems, args.pool, next(iter(data.eval)), args.reranker,
-                                          args.previous_reranker, rerank, placement)
+                                          args.previous_reranker, rerank, placement, scorers)
         report = json.loads((args.pairs / "report.json").read_text())
         seconds = stage_seconds(run.client, args.stage_dirs)
         seconds["evaluate"] = round(time.monotonic() - start, 2)

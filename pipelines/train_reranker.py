@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.generation import resolve_style
     from coderanker.jsonl import read_jsonl
     from coderanker.problems import by_name, load_problems
-    from coderanker.reranker import attach_likelihood, encode_pair, read_prompt_style, write_meta
+    from coderanker.reranker import attach_likelihood, encode_pair, read_prompt_style
     from coderanker.runtime import training_dtype
     from coderanker.serving import log_reranker
     from coderanker.tracking import stage_run
@@ -64,8 +64,7 @@ def main(argv: list[str] | None = None) -> None:
                 record["margin"] = pair["margin"]
             encoded.append(record)
         metrics = train_reranker(encoded, init, out, config, ray_config, training_dtype(params, ray_config))
-        write_meta(out, style)
-        attach_likelihood(out, args.policy, config.likelihood_weight)
+        attach_likelihood(out, args.policy, config.likelihood_weight, style)  # writes coderanker.json
         (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         run.log_curves(read_training_log(out))
         run.log_metrics(metrics, prefix="final.")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from coderanker.decoding import DecodeRequest, decode_group, pack, reserved_cache, sample_tokens
@@ -193,3 +195,52 @@ def test_a_likelihood_prior_adds_the_policys_log_probability_of_the_response(tin
     write_meta(directory, "prefill", 0.5)  # the prior named, its policy missing
     with pytest.raises(FileNotFoundError, match=LIKELIHOOD_POLICY):
         Reranker.load(str(directory), placement=fp32)
+
+
+def test_a_stage_s_rerankers_share_a_prior_of_the_same_policy_and_score_each_candidate_once(tiny_model_dir, tmp_path):
+    """evaluate's Scorers: a reranker asked for twice is one scorer, two rerankers whose
+    priors are the same policy share it (the policy runs once per candidate), and a prior of
+    other bytes is not shared; memoised scores equal a fresh scorer's."""
+    import json
+    import shutil
+
+    from coderanker.evaluation import Scorers
+    from coderanker.reranker import LIKELIHOOD_POLICY, RERANKER_META, Reranker, attach_likelihood, init_reranker
+    from coderanker.runtime import Placement
+    from coderanker.training.reward import RerankerTrainConfig
+
+    fp32 = Placement.of("cpu", "fp32")
+    first = init_reranker(tiny_model_dir, tmp_path / "first", seed=0, prompt_style="auto")
+    second = init_reranker(tiny_model_dir, tmp_path / "second", seed=1, prompt_style="auto")
+    other_policy = tmp_path / "other_policy"
+    shutil.copytree(tiny_model_dir, other_policy)
+    config = json.loads((other_policy / "config.json").read_text())
+    (other_policy / "config.json").write_text(json.dumps({**config, "note": "other bytes"}))
+    third = init_reranker(tiny_model_dir, tmp_path / "third", seed=2, prompt_style="auto")
+    for directory, policy in ((first, tiny_model_dir), (second, tiny_model_dir), (third, other_policy)):
+        attach_likelihood(directory, policy, 0.5)
+    assert {p.name for p in Path(tiny_model_dir).iterdir()} == {p.name for p in (first / LIKELIHOOD_POLICY).iterdir()}
+    meta = [json.loads((d / RERANKER_META).read_text()) for d in (first, second, third)]
+    assert meta[0]["likelihood_policy_sha256"] == meta[1]["likelihood_policy_sha256"] != meta[2][
+        "likelihood_policy_sha256"]
+
+    scorers = Scorers(RerankerTrainConfig(score_batch_size=2), fp32)
+    a, b, c = scorers.get(first), scorers.get(second), scorers.get(third)
+    assert scorers.get(str(first)) is a
+    assert a.likelihood is b.likelihood and a.likelihood is not c.likelihood
+    calls = []
+    a.likelihood.model.register_forward_hook(lambda module, inputs, output: calls.append(1))
+    problems = starter("eval")[:2]
+    answers = ["    return 1\n", "    x = 0\n    return x\n", "    return 1\n"]
+    items = [a.encode_parts(p, x) for p in problems for x in answers]
+    expected = {}
+    for name, directory in (("a", first), ("b", second), ("c", third)):
+        expected[name] = Reranker.load(str(directory), placement=fp32, batch_size=2).score_parts(items)
+    assert a.score_parts(items) == pytest.approx(expected["a"], abs=1e-4)
+    runs = len(calls)
+    assert runs > 0
+    assert b.score_parts(items) == pytest.approx(expected["b"], abs=1e-4)
+    assert len(calls) == runs  # b's prior terms came from a's run of the shared policy
+    assert a.score_parts(items[:3]) == pytest.approx(expected["a"][:3], abs=1e-4)  # a's own memo
+    assert c.score_parts(items) == pytest.approx(expected["c"], abs=1e-4)
+    assert expected["a"] != pytest.approx(expected["b"], abs=1e-4)  # different heads, same prior

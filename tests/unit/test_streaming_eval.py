@@ -112,7 +112,7 @@ def test_streamed_shared_pool_comparison_equals_the_in_memory_one(tmp_path, monk
     scorers = {"current": CrcScorer("now"), "previous": CrcScorer("before")}
     monkeypatch.setattr(evaluation, "load_problems", lambda path: [])
     monkeypatch.setattr(evaluation, "SCORE_BATCH", 40)
-    monkeypatch.setattr(evaluation, "load_scorer", lambda directory, config, placement=None: scorers[directory])
+    monkeypatch.setattr(evaluation, "load_scorer", lambda directory, *args, **kwargs: scorers[directory])
 
     figures = compare_on_shared_pool(tmp_path, tmp_path / "pool", "set", "current", "previous", None)
 
@@ -150,3 +150,28 @@ def test_a_bad_line_is_named(tmp_path, text, where):
     (tmp_path / "r.jsonl").write_text(text)
     with pytest.raises(RecordError, match=where):
         JsonlGroups(tmp_path / "r.jsonl")
+
+
+def test_length_runs_cut_sorted_lengths_with_the_fewest_padded_tokens():
+    from itertools import combinations
+
+    from coderanker.reranker import length_runs
+
+    def cost(runs, lengths, overhead):
+        return sum((end - start) * lengths[end - 1] + overhead for start, end in runs)
+
+    lengths = sorted(random.Random(3).choice([5, 9, 12, 40, 41, 90, 128]) for _ in range(11))
+    for batch_size, overhead in ((4, 16), (20, 16), (20, 0), (3, 1000)):
+        runs = length_runs(lengths, batch_size, overhead)
+        assert runs[0][0] == 0 and runs[-1][1] == len(lengths)
+        assert all(a[1] == b[0] for a, b in zip(runs, runs[1:], strict=False))
+        assert all(0 < end - start <= batch_size for start, end in runs)
+        every = []  # brute force over every set of cut points
+        for k in range(len(lengths)):
+            for cuts in combinations(range(1, len(lengths)), k):
+                bounds = [0, *cuts, len(lengths)]
+                candidate = list(zip(bounds, bounds[1:], strict=False))
+                if all(end - start <= batch_size for start, end in candidate):
+                    every.append(cost(candidate, lengths, overhead))
+        assert cost(runs, lengths, overhead) == min(every)
+    assert length_runs([], 4) == [] and length_runs([7], 4) == [(0, 1)]
