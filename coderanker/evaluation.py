@@ -116,7 +116,9 @@ def compare_on_shared_pool(problems_dir: Path, pool_dir: Path, set_name: str, re
     names = [samples[0]["name"] for samples in choice]
     groups = JsonlGroups(path)
     current = score_lines(groups, problems, scorers.get(reranker_dir), SCORE_BATCH, names, to_score)
+    scorers.release(reranker_dir)  # one reranker resident at a time, as before (the prior stays shared)
     previous = score_lines(groups, problems, scorers.get(previous_dir), SCORE_BATCH, names, to_score)
+    scorers.release(previous_dir)
     for result in pool:
         result["score"], result["previous_score"] = current.get(result["line"], 0.0), previous.get(result["line"], 0.0)
     compared = compare_on_pool(pool, lambda r: r["previous_score"], lambda r: r["score"])
@@ -171,9 +173,9 @@ def load_scorer(reranker_dir, rerank_config, placement=None, **kwargs):
 
 
 class Scorers:
-    """The rerankers of one stage, each loaded once: a reranker asked for again is the same
-    scorer, its scores memoised, and rerankers whose likelihood priors are the same policy
-    share one prior and its memo (see `coderanker.reranker.Reranker.load`)."""
+    """The rerankers of one stage, each loaded once until released: a reranker asked for
+    again is the same scorer, its scores memoised, and rerankers whose likelihood priors are
+    the same policy share one prior and its memo (see `coderanker.reranker.Reranker.load`)."""
 
     def __init__(self, rerank_config, placement=None):
         self.rerank_config, self.placement = rerank_config, placement
@@ -181,10 +183,16 @@ class Scorers:
         self.priors: dict = {}
 
     def get(self, reranker_dir):
-        key = str(reranker_dir)
-        if Path(key).exists():
-            key = str(Path(key).resolve())
+        key = self.key(reranker_dir)
         if key not in self.loaded:
             self.loaded[key] = load_scorer(reranker_dir, self.rerank_config, self.placement, priors=self.priors,
                                            memo=True)
         return self.loaded[key]
+
+    def release(self, reranker_dir) -> None:
+        """Drop a reranker (its model and memo); a prior it shares stays for the others."""
+        self.loaded.pop(self.key(reranker_dir), None)
+
+    @staticmethod
+    def key(reranker_dir) -> str:
+        return str(Path(reranker_dir).resolve()) if Path(str(reranker_dir)).exists() else str(reranker_dir)

@@ -31,17 +31,24 @@ HF_ARTIFACT = "hf_model"
 #: In a reranker with a likelihood prior, the subdirectory holding the policy (a causal LM
 #: on the same tokenizer) whose log-probability of the response is added to the head's score.
 LIKELIHOOD_POLICY = "likelihood_policy"
+#: Its content hash in `coderanker.json`, as DVC records a directory's: rerankers whose priors
+#: have the same one share a prior within a stage (`Reranker.load`'s `priors`).
+LIKELIHOOD_MD5 = "likelihood_policy_md5"
+#: The files of a Hugging Face causal LM directory the prior needs (weights, sharded or not,
+#: and configs); tokenizer files and anything else a policy directory holds stay out.
+POLICY_FILES = ("config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json",
+                "pytorch_model*.bin", "pytorch_model.bin.index.json")
 
 
 def write_meta(model_dir: str | os.PathLike, prompt_style: str, likelihood_weight: float = 0.0,
-               likelihood_sha256: str | None = None) -> None:
+               likelihood_md5: str | None = None) -> None:
     """Record the (resolved) prompt style the reranker scores texts in, and the weight of its
-    likelihood prior (0: none) with its policy's fingerprint (see `attach_likelihood`)."""
+    likelihood prior (0: none) with its policy's content hash (see `attach_likelihood`)."""
     meta: dict = {"prompt_style": prompt_style}
     if likelihood_weight:
         meta["likelihood_weight"] = likelihood_weight
-        if likelihood_sha256:
-            meta["likelihood_policy_sha256"] = likelihood_sha256
+        if likelihood_md5:
+            meta[LIKELIHOOD_MD5] = likelihood_md5
     Path(model_dir, RERANKER_META).write_text(json.dumps(meta) + "\n")
 
 
@@ -58,10 +65,12 @@ def attach_likelihood(model_dir: str | os.PathLike, policy_dir: str | os.PathLik
                       prompt_style: str | None = None) -> None:
     """Give the reranker in `model_dir` a likelihood prior: its score becomes the head's
     score plus `weight` times the total log-probability of the response under the policy in
-    `policy_dir` (copied whole into the reranker, whatever its weight files, so the directory,
-    its MLflow model and `coderanker rerank` stay self-contained). 0 removes the prior. Writes
-    the reranker's metadata (`prompt_style`, default: the one it records)."""
+    `policy_dir` (its weights and configs, `POLICY_FILES`, copied into the reranker, so the
+    directory, its MLflow model and `coderanker rerank` stay self-contained). 0 removes the
+    prior. Writes the reranker's metadata (`prompt_style`, default: the one it records)."""
     import shutil
+
+    from coderanker.tracking import content_md5
 
     style = prompt_style or read_prompt_style(model_dir)
     target = Path(model_dir, LIKELIHOOD_POLICY)
@@ -71,23 +80,10 @@ def attach_likelihood(model_dir: str | os.PathLike, policy_dir: str | os.PathLik
         if not Path(policy_dir, "config.json").is_file():
             raise FileNotFoundError(f"{Path(policy_dir, 'config.json')}: the likelihood prior's policy is not a "
                                     f"Hugging Face model directory")
-        shutil.copytree(policy_dir, target)
-    write_meta(model_dir, style, weight, directory_sha256(target) if weight else None)
-
-
-def directory_sha256(directory: str | os.PathLike) -> str:
-    """A fingerprint of a directory's files: SHA-256 over their relative names and bytes, in
-    name order (two rerankers whose priors have the same fingerprint share one in a stage)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    root = Path(directory)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        with path.open("rb") as handle:
-            while block := handle.read(1 << 22):
-                digest.update(block)
-    return digest.hexdigest()
+        target.mkdir()
+        for path in sorted({p for pattern in POLICY_FILES for p in Path(policy_dir).glob(pattern) if p.is_file()}):
+            shutil.copyfile(path, target / path.name)
+    write_meta(model_dir, style, weight, content_md5(target) if weight else None)
 
 
 def init_reranker(base_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0, layers: int = 0,
@@ -153,30 +149,25 @@ def hf_directory(path: str | os.PathLike) -> Path:
 class LikelihoodPrior:
     """A causal LM scoring a response by its total log-probability given the query. With
     `memo`, each (query ids, answer ids) item is computed once: rerankers whose priors are the
-    same policy (`directory_sha256`) share one, so a stage scoring one pool with two of them
-    runs the policy once."""
+    same policy (the same `LIKELIHOOD_MD5`) share one, so a stage scoring one pool with two of
+    them runs the policy once."""
 
     def __init__(self, model, memo: bool = False):
         self.model = model.eval()
         self.memo: dict | None = {} if memo else None
 
-    def log_likelihoods(self, items: list[tuple[tuple[int, ...], tuple[int, ...]]], pad: int,
-                        batch_size: int) -> list[float]:
-        known = self.memo if self.memo is not None else {}
-        missing = [item for item in dict.fromkeys(items) if item not in known]
-        computed = dict(zip(missing, response_log_likelihoods(self.model, [(list(q), list(a)) for q, a in missing],
-                                                              pad, batch_size), strict=True))
-        if self.memo is not None:
-            self.memo.update(computed)
-        return [computed[item] if item in computed else known[item] for item in items]
+    def log_likelihoods(self, items: list[tuple[list[int], list[int]]], pad: int, batch_size: int) -> list[float]:
+        return memoised(self.memo, items, lambda missing: response_log_likelihoods(self.model, missing, pad,
+                                                                                   batch_size))
 
 
 class Reranker:
     """Scores (problem, response) pairs; higher means more likely to pass.
 
     With `memo`, scores are kept by (query ids, answer ids), so a stage that scores the same
-    candidates twice (the eval pool, then the shared pool it is part of) runs the model once;
-    off by default, as a long-lived scorer (the served model) would keep every text."""
+    candidates twice runs the model once (the first round's evaluate: its eval pool is the
+    shared pool); off by default, as a long-lived scorer (the served model) would keep a key
+    for every text it saw."""
 
     def __init__(self, model, tokenizer, prompt_style: str = "auto", max_length: int = MAX_LENGTH,
                  batch_size: int = BATCH_SIZE, likelihood=None, likelihood_weight: float = 0.0,
@@ -218,7 +209,10 @@ class Reranker:
             if priors is None:
                 kwargs["likelihood"] = LikelihoodPrior(placement.load(AutoModelForCausalLM, policy))
             else:
-                key = (meta.get("likelihood_policy_sha256") or directory_sha256(policy), placement)
+                from coderanker.tracking import content_md5
+
+                # the recorded hash (attach_likelihood), else the directory's own
+                key = (meta.get(LIKELIHOOD_MD5) or content_md5(policy), placement)
                 if key not in priors:
                     priors[key] = LikelihoodPrior(placement.load(AutoModelForCausalLM, policy), memo=True)
                 kwargs["likelihood"] = priors[key]
@@ -262,19 +256,39 @@ class Reranker:
         is shared by all the answers to it (the query, a chat prompt with the problem's
         code, is most of the tokens). Equal to score_ids on the concatenations, plus the
         likelihood prior where the reranker has one."""
-        keys = [(tuple(q), tuple(a)) for q, a in items]
-        known = self.memo if self.memo is not None else {}
+        pad = self.tokenizer.pad_token_id
+
+        def compute(distinct: list[tuple[list[int], list[int]]]) -> list[float]:
+            heads = shared_prefix_pass(self.model, distinct, pad, self.batch_size,
+                                       lambda logits, ids, lengths, first: logits[:, 0].float().tolist())
+            if self.likelihood is None:
+                return heads
+            priors = self.likelihood.log_likelihoods(distinct, pad, self.batch_size)
+            return [score + self.likelihood_weight * prior for score, prior in zip(heads, priors, strict=True)]
+
         # identical items (a model's samples repeat) are scored once, and with a memo only once
-        distinct = [key for key in dict.fromkeys(keys) if key not in known]
-        heads = shared_prefix_pass(self.model, [(list(q), list(a)) for q, a in distinct], self.tokenizer.pad_token_id,
-                                   self.batch_size, lambda logits, ids, lengths, first: logits[:, 0].float().tolist())
-        if self.likelihood is not None:
-            priors = self.likelihood.log_likelihoods(distinct, self.tokenizer.pad_token_id, self.batch_size)
-            heads = [score + self.likelihood_weight * prior for score, prior in zip(heads, priors, strict=True)]
-        scores = dict(zip(distinct, heads, strict=True))
-        if self.memo is not None:
-            self.memo.update(scores)
-        return [scores[key] if key in scores else known[key] for key in keys]
+        return memoised(self.memo, items, compute)
+
+
+def item_key(query: list[int], answer: list[int]) -> bytes:
+    """A (query ids, answer ids) item's memo key: a 128-bit digest, not the ids (a stage's
+    memo of thousands of candidates would hold every query's ids once per candidate)."""
+    import hashlib
+    from array import array
+
+    return hashlib.blake2b(array("q", [len(query), *query, *answer]).tobytes(), digest_size=16).digest()
+
+
+def memoised(memo: dict | None, items: list[tuple[list[int], list[int]]], compute) -> list[float]:
+    """One value per item: `compute(distinct items)` runs on the items neither repeated earlier
+    in `items` nor in `memo` (None: no memo), which then keeps their values."""
+    keys = [item_key(q, a) for q, a in items]
+    known = memo if memo is not None else {}
+    missing = {key: item for key, item in zip(keys, items, strict=True) if key not in known}
+    computed = dict(zip(missing, compute([(list(q), list(a)) for q, a in missing.values()]), strict=True))
+    if memo is not None:
+        memo.update(computed)
+    return [computed[key] if key in computed else known[key] for key in keys]
 
 
 def shared_prefix_pass(model, items: list[tuple[list[int], list[int]]], pad: int, batch_size: int,
@@ -293,6 +307,7 @@ def shared_prefix_pass(model, items: list[tuple[list[int], list[int]]], pad: int
         by_query.setdefault(tuple(query), []).append(index)
     result: list = [None] * len(items)
     device = model.device
+    overhead = RUN_OVERHEAD if device.type == "cpu" else None
     with torch.inference_mode():
         for query, indices in by_query.items():
             prefix = DynamicCache()
@@ -300,7 +315,7 @@ def shared_prefix_pass(model, items: list[tuple[list[int], list[int]]], pad: int
                           **({"logits_to_keep": 1} if last_only else {})).logits[0, -1]
             shared = [(keys, values) for keys, values, *_ in prefix]
             indices = sorted(indices, key=lambda i: len(items[i][1]))
-            for start, end in length_runs([len(items[i][1]) for i in indices], batch_size):
+            for start, end in length_runs([len(items[i][1]) for i in indices], batch_size, overhead):
                 chunk = indices[start:end]
                 answers = [items[i][1] for i in chunk]
                 width = max(len(a) for a in answers)
@@ -317,14 +332,22 @@ def shared_prefix_pass(model, items: list[tuple[list[int], list[int]]], pad: int
 
 
 RUN_OVERHEAD = 16
-"""A forward call's fixed cost in answer tokens (CPU, SmolLM2: ~10 ms against ~1 ms a token)."""
+"""A forward call's fixed cost in answer tokens on a CPU (SmolLM2, bf16 on 2 cores: a call
+of its 30 layers costs ~10-20 ms of Python and dispatch beside ~1.2 ms a token). On a GPU a
+call costs hundreds of tokens or more, so there the runs are as few as batch_size allows
+(what fixed batches gave) and cut to the fewest padded tokens among those."""
 
 
-def length_runs(lengths: list[int], batch_size: int, overhead: int = RUN_OVERHEAD) -> list[tuple[int, int]]:
+def length_runs(lengths: list[int], batch_size: int, overhead: int | None = RUN_OVERHEAD) -> list[tuple[int, int]]:
     """Ascending `lengths` cut into consecutive runs (start, end) of at most `batch_size`,
     each padded to its longest, with the fewest padded tokens plus `overhead` per run (a
     problem's samples range from a line to the token limit: one batch of them was about
-    twice their tokens; exact by dynamic programming over the cut points)."""
+    twice their tokens; exact by dynamic programming over the cut points). `overhead` None:
+    the fewest runs first."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if overhead is None:
+        overhead = len(lengths) * max(lengths, default=0) + 1  # above any padding a cut could save
     best, cut = [0] + [float("inf")] * len(lengths), [0] * (len(lengths) + 1)
     for end in range(1, len(lengths) + 1):
         for start in range(max(0, end - batch_size), end):

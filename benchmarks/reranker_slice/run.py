@@ -26,6 +26,9 @@ programs, `benchmarks.pick_baselines`) and `likelihood` / `mean likelihood` (the
 total / per-token log-probability under the seed policy) are measured on the same pools.
 --likelihood-weights B ... adds, per variant, rows that rank by the reranker's score plus B
 times the seed policy's total log-probability (a score per candidate, no pool needed).
+--offset-weights B ... adds, per variant, a reranker trained on the residual of that prior:
+Bradley-Terry with the prior as an offset, loss -log sigmoid(r+ + B ll+ - r- - B ll-) (TRL's
+`margin` column, B (ll- - ll+)), ranked by its score plus B ll as the prior's reranker ranks.
 
 --round1 INIT:LEARNING_RATE:REPLAY[:MAX_PAIRS] ... simulates a self-training round instead, cross-fitted
 (--folds, default 4): per fold, an r0 reranker is trained on the other folds' r0 pairs with
@@ -75,6 +78,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="simulate round r1's training instead (see above)")
     parser.add_argument("--likelihood-weights", nargs="*", type=float, default=[], metavar="B",
                         help="also rank by each variant's score + B x the seed policy's log-probability")
+    parser.add_argument("--offset-weights", nargs="*", type=float, default=[], metavar="B",
+                        help="also train each variant with B x the seed policy's log-probability as an offset")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -178,14 +183,30 @@ def train_and_score(pairs: list[dict], init, out: str, config, problems: dict, h
     from coderanker.training.reward import train_reranker
 
     encoded = [{"chosen_ids": encode_pair(tokenizer, style, problems[p["name"]], p["chosen"], config.max_length),
-                "rejected_ids": encode_pair(tokenizer, style, problems[p["name"]], p["rejected"],
-                                            config.max_length)} for p in pairs]
+                "rejected_ids": encode_pair(tokenizer, style, problems[p["name"]], p["rejected"], config.max_length),
+                **({"margin": p["margin"]} if "margin" in p else {})} for p in pairs]
     start = time.monotonic()
     train_reranker(encoded, init, out, config, RayTrainConfig(), dtype)
     elapsed = time.monotonic() - start
     log = json.loads((Path(out) / "training_log.json").read_text())
     runtime = next((float(e["train_runtime"]) for e in log if "train_runtime" in e), elapsed)
     return {"scored": score_with(out, config, problems, held, style), "runtime": runtime, "seconds": elapsed}
+
+
+def pair_log_likelihoods(policy_dir: Path, problems: dict, pairs: list[dict], style: str,
+                         max_length: int) -> dict[tuple[str, str], float]:
+    """The seed policy's total log-probability of every pair's chosen and rejected response,
+    by (problem, response), computed as the stage's prior computes it (auto placement)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from coderanker.reranker import encode_parts, response_log_likelihoods
+    from coderanker.runtime import Placement
+
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    model = Placement.of().load(AutoModelForCausalLM, policy_dir).eval()
+    keys = list(dict.fromkeys((p["name"], text) for p in pairs for text in (p["chosen"], p["rejected"])))
+    items = [encode_parts(tokenizer, style, problems[name], text, max_length) for name, text in keys]
+    return dict(zip(keys, response_log_likelihoods(model, items, tokenizer.pad_token_id, 20), strict=True))
 
 
 def score_with(reranker, config, problems: dict, candidates: list[dict], style) -> list[dict]:
@@ -315,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, index in (("likelihood", 0), ("mean likelihood", 1)):
         rows[label] = measure([{**s, "score": v[index]} for s, v in zip(everything, likelihoods, strict=True)],
                               args.seed)
+    prior = None  # the seed policy's log-probability of every pair's programs (--offset-weights)
     for variant in args.variants:
         selection, layers, *rest = variant.split(":")
         config = replace(base, trainable_layers=int(layers), **dict(zip(("learning_rate", "epochs"),
@@ -340,6 +362,22 @@ def main(argv: list[str] | None = None) -> None:
             rows[f"{variant} + {weight:g} ll"] = measure(
                 [{**s, "score": s["score"] + weight * v[0]} for s, v in zip(scored, likelihoods, strict=True)],
                 args.seed)
+        if args.offset_weights and prior is None:
+            prior = pair_log_likelihoods(args.run / "models/seed/policy", problems,
+                                         [p for pairs in (*rounds.values(), pooled) for p in pairs], style,
+                                         base.max_length)
+        for weight in args.offset_weights:
+            offset = []
+            for held, chosen in zip(samples, trained, strict=True):
+                margins = [{**p, "margin": weight * (prior[p["name"], p["rejected"]] - prior[p["name"], p["chosen"]])}
+                           for p in chosen]
+                with tempfile.TemporaryDirectory(prefix="slice-") as out:
+                    offset += train_and_score(margins, init, out, config, problems, held, tokenizer, style,
+                                              dtype)["scored"]
+            rows[f"{variant} offset {weight:g}"] = measure(
+                [{**s, "score": s["score"] + weight * v[0]} for s, v in zip(offset, likelihoods, strict=True)],
+                args.seed)
+            print(f"{variant} offset {weight:g}", json.dumps(rows[f"{variant} offset {weight:g}"]), flush=True)
     first = next(iter(args.variants), None)
     for variant, row in rows.items():
         low, high = row["pairwise_acc_ci95"]

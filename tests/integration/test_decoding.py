@@ -205,7 +205,14 @@ def test_a_stage_s_rerankers_share_a_prior_of_the_same_policy_and_score_each_can
     import shutil
 
     from coderanker.evaluation import Scorers
-    from coderanker.reranker import LIKELIHOOD_POLICY, RERANKER_META, Reranker, attach_likelihood, init_reranker
+    from coderanker.reranker import (
+        LIKELIHOOD_MD5,
+        LIKELIHOOD_POLICY,
+        RERANKER_META,
+        Reranker,
+        attach_likelihood,
+        init_reranker,
+    )
     from coderanker.runtime import Placement
     from coderanker.training.reward import RerankerTrainConfig
 
@@ -219,10 +226,11 @@ def test_a_stage_s_rerankers_share_a_prior_of_the_same_policy_and_score_each_can
     third = init_reranker(tiny_model_dir, tmp_path / "third", seed=2, prompt_style="auto")
     for directory, policy in ((first, tiny_model_dir), (second, tiny_model_dir), (third, other_policy)):
         attach_likelihood(directory, policy, 0.5)
-    assert {p.name for p in Path(tiny_model_dir).iterdir()} == {p.name for p in (first / LIKELIHOOD_POLICY).iterdir()}
+    copied = {p.name for p in (first / LIKELIHOOD_POLICY).iterdir()}
+    assert "model.safetensors" in copied and "config.json" in copied and not any("token" in n for n in copied)
+    assert copied < {p.name for p in Path(tiny_model_dir).iterdir()}
     meta = [json.loads((d / RERANKER_META).read_text()) for d in (first, second, third)]
-    assert meta[0]["likelihood_policy_sha256"] == meta[1]["likelihood_policy_sha256"] != meta[2][
-        "likelihood_policy_sha256"]
+    assert meta[0][LIKELIHOOD_MD5] == meta[1][LIKELIHOOD_MD5] != meta[2][LIKELIHOOD_MD5]
 
     scorers = Scorers(RerankerTrainConfig(score_batch_size=2), fp32)
     a, b, c = scorers.get(first), scorers.get(second), scorers.get(third)
@@ -242,5 +250,13 @@ def test_a_stage_s_rerankers_share_a_prior_of_the_same_policy_and_score_each_can
     assert b.score_parts(items) == pytest.approx(expected["b"], abs=1e-4)
     assert len(calls) == runs  # b's prior terms came from a's run of the shared policy
     assert a.score_parts(items[:3]) == pytest.approx(expected["a"][:3], abs=1e-4)  # a's own memo
+    assert len(calls) == runs
+    # memo hits and new answers to the same query in one call: every item still gets its own score
+    extra = [a.encode_parts(problems[0], x) for x in ("    return 2\n", "    return len(s)\n")]
+    mixed = [extra[0], items[1], extra[1], items[0], items[1]]
+    fresh = Reranker.load(str(first), placement=fp32, batch_size=2).score_parts(mixed)
+    assert a.score_parts(mixed) == pytest.approx(fresh, abs=1e-4) and len(calls) > runs
     assert c.score_parts(items) == pytest.approx(expected["c"], abs=1e-4)
     assert expected["a"] != pytest.approx(expected["b"], abs=1e-4)  # different heads, same prior
+    scorers.release(first)
+    assert scorers.get(first) is not a and scorers.get(first).likelihood is b.likelihood

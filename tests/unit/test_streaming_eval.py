@@ -158,10 +158,11 @@ def test_length_runs_cut_sorted_lengths_with_the_fewest_padded_tokens():
     from coderanker.reranker import length_runs
 
     def cost(runs, lengths, overhead):
+        overhead = len(lengths) * max(lengths) + 1 if overhead is None else overhead  # None: fewest runs first
         return sum((end - start) * lengths[end - 1] + overhead for start, end in runs)
 
     lengths = sorted(random.Random(3).choice([5, 9, 12, 40, 41, 90, 128]) for _ in range(11))
-    for batch_size, overhead in ((4, 16), (20, 16), (20, 0), (3, 1000)):
+    for batch_size, overhead in ((4, 16), (20, 16), (20, 0), (3, 1000), (4, None)):
         runs = length_runs(lengths, batch_size, overhead)
         assert runs[0][0] == 0 and runs[-1][1] == len(lengths)
         assert all(a[1] == b[0] for a, b in zip(runs, runs[1:], strict=False))
@@ -175,3 +176,8 @@ def test_length_runs_cut_sorted_lengths_with_the_fewest_padded_tokens():
                     every.append(cost(candidate, lengths, overhead))
         assert cost(runs, lengths, overhead) == min(every)
     assert length_runs([], 4) == [] and length_runs([7], 4) == [(0, 1)]
+    # overhead None (GPUs): the fewest runs batch_size allows, the fewest padded tokens among those
+    fewest = length_runs(lengths, 4, None)
+    assert len(fewest) == -(-len(lengths) // 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        length_runs(lengths, 0)
