@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     for label, index in (("likelihood", 0), ("mean likelihood", 1)):
         rows[label] = measure([{**s, "score": v[index]} for s, v in zip(everything, likelihoods, strict=True)],
                               args.seed)
-    prior = None  # the seed policy's log-probability of every pair's programs (--offset-weights)
+    prior: dict = {}  # the seed policy's log-probability of the trained pairs' programs (--offset-weights)
     for variant in args.variants:
         selection, layers, *rest = variant.split(":")
         config = replace(base, trainable_layers=int(layers), **dict(zip(("learning_rate", "epochs"),
@@ -362,10 +362,10 @@ def main(argv: list[str] | None = None) -> None:
             rows[f"{variant} + {weight:g} ll"] = measure(
                 [{**s, "score": s["score"] + weight * v[0]} for s, v in zip(scored, likelihoods, strict=True)],
                 args.seed)
-        if args.offset_weights and prior is None:
-            prior = pair_log_likelihoods(args.run / "models/seed/policy", problems,
-                                         [p for pairs in (*rounds.values(), pooled) for p in pairs], style,
-                                         base.max_length)
+        needed = [p for chosen in trained for p in chosen if args.offset_weights
+                  and ((p["name"], p["chosen"]) not in prior or (p["name"], p["rejected"]) not in prior)]
+        if needed:
+            prior |= pair_log_likelihoods(args.run / "models/seed/policy", problems, needed, style, base.max_length)
         for weight in args.offset_weights:
             offset = []
             for held, chosen in zip(samples, trained, strict=True):
