@@ -1,0 +1,3 @@
+from benchmarks.pool_draws.run import main
+
+main()

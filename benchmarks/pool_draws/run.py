@@ -1,0 +1,230 @@
+"""A round's reranker on fresh evaluation pools: the round's policy samples the evaluation
+problems again under other seeds, the sandbox runs them, and the round's reranker (and the
+round before's, for a paired comparison of rounds) picks from each pool.
+
+    .venv/bin/python -m benchmarks.pool_draws --run DIR [--round r2] [--compare r1] [--draws 4]
+
+DIR is a finished `dvc repro` checkout. The evaluate stage scores one pool per round: 20
+samples of each evaluation problem drawn once. How well a reranker picks from that one pool
+varies with the draw (a pool's 12 problems with a choice give a top-1 hit rate with a
+standard error near 0.14), and a later round's pool also rests on everything before it (the
+policy PPO trained against the previous reranker). This holds the round's policy and
+rerankers fixed and draws the pool again: draw 0 is the committed pool
+(data/ROUND/results), draws 1..N are sampled with the run's `sample` section at seed
+`sample.seed + 100000 k` (a problem's samples per batch are seeded `seed + batch index`, so
+the draws share no stream), executed with its `execute` section. Only the problems with a
+choice are scored (elsewhere every pick has the same outcome, so the figures are exact).
+
+Per draw and pooled over the draws: random pass@1, greedy, the reranker's pick, its gain over
+a random pick and its difference from greedy, gap closed, top-1 hits among problems with a
+choice next to chance, and the difference from each --compare round's reranker on the same
+candidates (`seed`: the untrained reranker). Pooled intervals are 95% bootstraps over
+problems, each problem's figure averaged over its draws (a problem is the unit resampled:
+its draws are not independent of it). Draws' candidates and results stay under --work
+(default DIR/pool_draws/ROUND), so a rerun scores them again without sampling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+DRAW_STRIDE = 100_000
+"""Seed offset between draws; the sampler seeds each batch with seed + batch index."""
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, type=Path, help="a finished dvc repro checkout")
+    parser.add_argument("--round", help="the round whose policy and reranker are measured (default: the last)")
+    parser.add_argument("--compare", nargs="*", help="rounds whose rerankers it is compared with on the same "
+                        "candidates ('seed': the untrained one; default: the round's previous; the flag alone: none)")
+    parser.add_argument("--set", default=None, help="the evaluation set (default: the first of data.eval)")
+    parser.add_argument("--draws", type=int, default=4, help="fresh pools besides the committed one")
+    parser.add_argument("--work", type=Path, help="where the draws' candidates and results go")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    args = parser.parse_args(argv)
+    if args.draws < 0:
+        parser.error("--draws must be >= 0")
+    return args
+
+
+def draw_config(config, draw: int):
+    """The sampling of draw `draw` of an evaluation set: the stage's (samples, greedy), reseeded."""
+    from pipelines.sample import set_sampling
+
+    return replace(set_sampling(config, is_eval=True), seed=config.seed + DRAW_STRIDE * draw)
+
+
+def sample_draws(run: Path, params: dict, round_id: str, set_name: str, draws: int, work: Path) -> list[Path]:
+    """Results files of draws 1..draws (sampled and executed unless already there)."""
+    from coderanker.config import section
+    from coderanker.executor import execute_file
+    from coderanker.generation import SamplingConfig
+    from coderanker.jsonl import write_jsonl
+    from coderanker.problems import load_problems
+    from coderanker.runtime import Placement
+    from coderanker.sandbox import SandboxConfig
+
+    problems_path = run / f"data/problems/eval-{set_name}.jsonl"
+    paths = [work / f"draw{k}.results.jsonl" for k in range(1, draws + 1)]
+    missing = [(k, path) for k, path in enumerate(paths, 1) if not path.exists()]
+    if not missing:
+        return paths
+    from transformers import AutoTokenizer
+
+    from coderanker.vllm_backend import sampler
+
+    config = section(params, "sample", SamplingConfig)
+    policy = run / "models" / round_id / "policy"
+    sample = sampler(config.backend, policy, AutoTokenizer.from_pretrained(policy), Placement.from_params(params))
+    problems = load_problems(problems_path)
+    work.mkdir(parents=True, exist_ok=True)
+    for k, path in missing:
+        candidates = work / f"draw{k}.candidates.jsonl"
+        write_jsonl(candidates, sample(problems, draw_config(config, k), generator_id=str(policy), round_id=round_id))
+        counts = execute_file(problems_path, candidates, path, section(params, "execute", SandboxConfig))
+        print(f"draw {k}: {dict(counts)}", flush=True)
+    del sample
+    return paths
+
+
+def scored_pool(path: Path, problems: dict, scorers, rerankers: dict[str, Path]) -> list[dict]:
+    """The pool's records (`figure_fields`), with each reranker's score under its name for the
+    samples of problems with a choice (0.0 elsewhere, where any pick has the same outcome)."""
+    from coderanker.evaluation import SCORE_BATCH, numbered_records, score_lines
+    from coderanker.jsonl import JsonlGroups
+    from coderanker.metrics import choice_sample_lists, figure_fields, group_by_problem
+
+    pool = [{**figure_fields(result), "line": line} for line, result in numbered_records(path)]
+    choice = choice_sample_lists(group_by_problem(pool))
+    lines, names = {r["line"] for samples in choice for r in samples}, [samples[0]["name"] for samples in choice]
+    groups = JsonlGroups(path)
+    for key, directory in rerankers.items():
+        scores = score_lines(groups, problems, scorers.get(directory), SCORE_BATCH, names, lines)
+        scorers.release(directory)
+        for record in pool:
+            record[key] = scores.get(record["line"], 0.0)
+    return pool
+
+
+def per_problem(pool: list[dict], keys: list[str]) -> dict[str, dict]:
+    """Per problem with samples: `random` (its pass rate), `greedy`, `oracle`, `choice`, and per
+    reranker key the outcome of its pick (1.0 passes)."""
+    from coderanker.metrics import count_passing, group_by_problem, passes, sampled, top_sample
+
+    rows = {}
+    for name, group in group_by_problem(pool).items():
+        samples = sampled(group)
+        if not samples:
+            continue
+        passing = count_passing(samples)
+        greedy = [r for r in group if r.get("greedy")]
+        rows[name] = {"random": passing / len(samples), "oracle": float(passing > 0),
+                      "greedy": float(any(map(passes, greedy))) if greedy else None,
+                      "choice": 0 < passing < len(samples),
+                      **{key: float(passes(top_sample(samples, lambda r, key=key: r[key]))) for key in keys}}
+    return rows
+
+
+def summary(draws: list[dict[str, dict]], key: str, compare: Sequence[str] = (), seed: int = 0) -> dict:
+    """Figures of reranker `key` over one or more draws (each: per_problem's rows): per problem
+    averaged over its draws, then over problems, with bootstrap intervals over problems; per
+    key in `compare`, the paired difference of `key`'s picks from that reranker's."""
+    from coderanker.metrics import bootstrap_ci95, gap_closed, mean_or_none
+
+    names = [name for name in draws[0] if all(name in d for d in draws[1:])]  # file order: draw 0 alone
+    # reproduces the evaluate stage's bootstrap
+
+    def mean_over_draws(figure) -> list[float]:
+        return [sum(figure(d[name]) for d in draws) / len(draws) for name in names]
+
+    random, picked = mean_over_draws(lambda r: r["random"]), mean_over_draws(lambda r: r[key])
+    oracle = mean_over_draws(lambda r: r["oracle"])
+    gains = [p - r for p, r in zip(picked, random, strict=True)]
+    with_greedy = [n for n in names if all(d[n]["greedy"] is not None for d in draws)]
+    minus_greedy = [sum(d[n][key] - d[n]["greedy"] for d in draws) / len(draws) for n in with_greedy]
+    choice = [(d[n][key], d[n]["random"]) for d in draws for n in names if d[n]["choice"]]
+    figures = {
+        "problems": len(names), "draws": len(draws), "problems_with_choice": len(choice),
+        "pass@1": mean_or_none(random),
+        "greedy_pass@1": mean_or_none([sum(d[n]["greedy"] for d in draws) / len(draws) for n in with_greedy]),
+        "reranked_pass@1": mean_or_none(picked), "oracle_pass@n": mean_or_none(oracle),
+        "reranked_gain": mean_or_none(gains), "reranked_gain_ci95": bootstrap_ci95(gains, seed=seed),
+        "reranked_minus_greedy": mean_or_none(minus_greedy),
+        "reranked_minus_greedy_ci95": bootstrap_ci95(minus_greedy, seed=seed),
+        "top1_hits": sum(hit for hit, _ in choice), "top1_chance": sum(rate for _, rate in choice),
+    }
+    figures["gap_closed"] = gap_closed(figures["reranked_pass@1"], figures["pass@1"], figures["oracle_pass@n"])
+    for other in compare:
+        versus = mean_over_draws(lambda r, other=other: r[key] - r[other])
+        figures[f"minus_{other}"] = mean_or_none(versus)
+        figures[f"minus_{other}_ci95"] = bootstrap_ci95(versus, seed=seed)
+    return figures
+
+
+def interval(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.3f} " + ("[n/a]" if ci is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]")
+
+
+def row(label: str, figures: dict, compare: Sequence[str]) -> str:
+    cells = [label, f"{figures['pass@1']:.3f}", f"{figures['greedy_pass@1']:.3f}",
+             f"{figures['reranked_pass@1']:.3f}", interval(figures["reranked_gain"], figures["reranked_gain_ci95"]),
+             interval(figures["reranked_minus_greedy"], figures["reranked_minus_greedy_ci95"]),
+             "-" if figures["gap_closed"] is None else f"{figures['gap_closed']:.2f}",
+             f"{figures['top1_hits']:.0f}/{figures['problems_with_choice']} ({figures['top1_chance']:.1f})",
+             f"{figures['oracle_pass@n']:.3f}"]
+    cells += [interval(figures[f"minus_{other}"], figures[f"minus_{other}_ci95"]) for other in compare]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    from coderanker.config import DataConfig, load_params, section
+    from coderanker.evaluation import Scorers
+    from coderanker.problems import by_name, load_problems
+    from coderanker.runtime import Placement
+    from coderanker.training.reward import RerankerTrainConfig
+
+    params = load_params(args.run / "params.yaml")
+    rounds = list(params["rounds"])
+    round_id = args.round or rounds[-1]
+    if round_id not in rounds:
+        raise SystemExit(f"{args.run}/params.yaml: no round {round_id!r} (rounds: {', '.join(rounds)})")
+    compare = [params["rounds"][round_id]["previous"]] if args.compare is None else args.compare
+    if unknown := [name for name in compare if name not in ("seed", *rounds)]:
+        raise SystemExit(f"{args.run}/params.yaml: no round {', '.join(unknown)} to compare with")
+    set_name = args.set or next(iter(section(params, "data", DataConfig).eval))
+    committed = args.run / f"data/{round_id}/results/eval-{set_name}.jsonl"
+    if not committed.exists():
+        raise SystemExit(f"{committed}: missing (a finished dvc repro checkout?)")
+    paths = [committed, *sample_draws(args.run, params, round_id, set_name, args.draws,
+                                      args.work or args.run / "pool_draws" / round_id)]
+    rerankers = {"score": args.run / "models" / round_id / "reranker",
+                 **{name: args.run / "models" / name / "reranker" for name in compare}}
+    scorers = Scorers(section(params, "reranker", RerankerTrainConfig), Placement.from_params(params))
+    problems = by_name(load_problems(args.run / f"data/problems/eval-{set_name}.jsonl"))
+    draws = [per_problem(scored_pool(path, problems, scorers, rerankers), list(rerankers)) for path in paths]
+    columns = ["pool", "random", "greedy", "reranked", "gain over random", "minus greedy", "gap closed",
+               "top-1 hits / chance", "oracle"] + [f"minus {name}'s reranker" for name in compare]
+    print(f"{round_id}'s policy and reranker on eval-{set_name}: {len(paths)} pools")
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for k, draw in enumerate(draws):
+        label = "committed (draw 0)" if k == 0 else f"draw {k}"
+        print(row(label, summary([draw], "score", compare, args.seed), compare))
+    pooled = summary(draws, "score", compare, args.seed)
+    print(row(f"all {len(draws)} pooled", pooled, compare))
+    print(json.dumps({"round": round_id, "compare": compare, "set": set_name, "pooled": pooled}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""benchmarks/pool_draws: per-problem pick outcomes and the figures pooled over draws, on small
+hand-computed pools (sampling, execution and scoring are the stages' own code, tested there),
+and the seeds of the draws."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.pool_draws.run import DRAW_STRIDE, draw_config, parse, per_problem, summary
+from coderanker.generation import SamplingConfig
+
+
+def record(name: str, status: str, score: float, previous: float, greedy: bool = False) -> dict:
+    return {"name": name, "status": status, "greedy": greedy, "score": score, "compare": previous}
+
+
+def draw_one() -> dict[str, dict]:
+    # p1: 1 of 4 passes; this round's reranker picks it, the previous one a failing sample;
+    # greedy fails. p2: none passes, greedy passes. p3: all pass, no greedy candidate.
+    pool = [record("p1", "failed", 0.1, 0.9), record("p1", "passed", 0.8, 0.2), record("p1", "failed", 0.3, 0.1),
+            record("p1", "failed", 0.2, 0.3), record("p1", "failed", 0.0, 0.0, greedy=True),
+            record("p2", "failed", 0.5, 0.5), record("p2", "failed", 0.4, 0.4), record("p2", "passed", 0, 0, True),
+            record("p3", "passed", 0.1, 0.2), record("p3", "passed", 0.2, 0.1)]
+    return per_problem(pool, ["score", "compare"])
+
+
+def draw_two() -> dict[str, dict]:
+    # the same problems drawn again: p1 2 of 4 pass, both rerankers pick a failing sample; p2 as before
+    pool = [record("p1", "failed", 0.9, 0.9), record("p1", "passed", 0.1, 0.1), record("p1", "passed", 0.2, 0.2),
+            record("p1", "failed", 0.3, 0.3), record("p1", "failed", 0.0, 0.0, greedy=True),
+            record("p2", "failed", 0.5, 0.5), record("p2", "passed", 0, 0, True),
+            record("p3", "passed", 0.3, 0.1)]
+    return per_problem(pool, ["score", "compare"])
+
+
+def test_per_problem_outcomes():
+    rows = draw_one()
+    assert list(rows) == ["p1", "p2", "p3"]
+    assert rows["p1"] == {"random": 0.25, "oracle": 1.0, "greedy": 0.0, "choice": True, "score": 1.0, "compare": 0.0}
+    assert rows["p2"] == {"random": 0.0, "oracle": 0.0, "greedy": 1.0, "choice": False, "score": 0.0, "compare": 0.0}
+    assert rows["p3"]["greedy"] is None and rows["p3"]["score"] == 1.0 and not rows["p3"]["choice"]
+
+
+def test_one_draw_hand_computed():
+    figures = summary([draw_one()], "score", ["compare"])
+    assert figures["pass@1"] == pytest.approx(1.25 / 3)
+    assert figures["reranked_pass@1"] == pytest.approx(2 / 3)
+    assert figures["reranked_gain"] == pytest.approx(0.75 / 3)
+    assert figures["greedy_pass@1"] == pytest.approx(0.5)  # p1 fails, p2 passes; p3 has none
+    assert figures["reranked_minus_greedy"] == pytest.approx(0.0)  # p1 +1, p2 -1
+    assert figures["gap_closed"] == pytest.approx(1.0)  # the oracle is 2 / 3 too
+    assert (figures["problems_with_choice"], figures["top1_hits"], figures["top1_chance"]) == (1, 1.0, 0.25)
+    assert figures["minus_compare"] == pytest.approx(1 / 3)
+
+
+def test_draws_pool_per_problem_then_over_problems():
+    figures = summary([draw_one(), draw_two()], "score", ["compare"], seed=0)
+    # p1: random (0.25 + 0.5) / 2, picks (1 + 0) / 2; p2: 0, 0; p3: 1, 1
+    assert figures["pass@1"] == pytest.approx((0.375 + 0 + 1) / 3)
+    assert figures["reranked_gain"] == pytest.approx((0.5 - 0.375) / 3)
+    assert figures["minus_compare"] == pytest.approx(0.5 / 3)
+    assert (figures["draws"], figures["problems_with_choice"], figures["top1_hits"]) == (2, 2, 1.0)
+    assert figures["top1_chance"] == pytest.approx(0.75)
+    low, high = figures["reranked_gain_ci95"]
+    assert low <= figures["reranked_gain"] <= high and low >= 0  # only p1 differs, by +0.125
+    assert "minus_compare" not in summary([draw_one()], "score")
+
+
+def test_draws_reseed_the_stage_s_sampling():
+    config = SamplingConfig(samples_per_problem=4, eval_samples_per_problem=20, seed=7)
+    first, second = draw_config(config, 1), draw_config(config, 2)
+    assert (first.samples_per_problem, first.include_references, first.greedy) == (20, False, True)
+    assert (first.seed, second.seed) == (7 + DRAW_STRIDE, 7 + 2 * DRAW_STRIDE)
+    with pytest.raises(SystemExit):
+        parse(["--run", "x", "--draws", "-1"])
