@@ -64,6 +64,17 @@ def decode(model, tokenizer, requests: list[DecodeRequest], style: str,
         yield from zip(group, answers, strict=True)
 
 
+def read_generation_config(model_dir):
+    """A model directory's generation config, read without loading the model (transformers
+    derives one from the model config when there is no generation_config.json)."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(model_dir)
+    except OSError:
+        return GenerationConfig.from_model_config(AutoConfig.from_pretrained(model_dir))
+
+
 def eos_ids(model, tokenizer) -> set[int]:
     ids = {tokenizer.eos_token_id}
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

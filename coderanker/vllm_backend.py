@@ -105,15 +105,9 @@ def _generate(engine, tokenizer, problems, config, eos, generator_id, round_id) 
 def stop_token_ids(model_dir, tokenizer) -> set[int]:
     """The ids that end an answer on the HF path (`decoding.eos_ids`: the tokenizer's EOS and
     the generation config's), read from the model directory without loading the model."""
-    from transformers import AutoConfig, GenerationConfig
+    from coderanker.decoding import eos_ids, read_generation_config
 
-    from coderanker.decoding import eos_ids
-
-    try:
-        generation = GenerationConfig.from_pretrained(model_dir)
-    except OSError:  # no generation_config.json: transformers derives it from the model config
-        generation = GenerationConfig.from_model_config(AutoConfig.from_pretrained(model_dir))
-    return eos_ids(SimpleNamespace(generation_config=generation), tokenizer)
+    return eos_ids(SimpleNamespace(generation_config=read_generation_config(model_dir)), tokenizer)
 
 
 def sampling_requests(problems: list[Problem], tokenizer, config: SamplingConfig, eos: set[int]) -> list[VLLMRequest]:

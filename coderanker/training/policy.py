@@ -162,7 +162,7 @@ def run_ppo(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict,
         metrics["reward_after"] = mean_reward(trained, reward, tokenizer, queries, config, stop)
     # Ray Train wraps the policy+value model in DDP, where PPOTrainer.save_model would save
     # both (with shared tensors): the unwrapped policy alone is the round's policy.
-    return merged(trained), tokenizer, metrics, history
+    return as_saved(merged(trained), loop["policy"]), tokenizer, metrics, history
 
 
 def mean_reward(policy, reward_model, tokenizer, queries: list[list[int]], config: PolicyTrainConfig,
@@ -236,4 +236,20 @@ def run_grpo(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict
     trainer.train()
     history = trainer.state.log_history
     metrics = {"episodes": config.total_episodes, **_summary(history, "kl", "reward")}
-    return merged(trainer.accelerator.unwrap_model(trainer.model)), tokenizer, metrics, history
+    return as_saved(merged(trainer.accelerator.unwrap_model(trainer.model)), loop["policy"]), tokenizer, metrics, \
+        history
+
+
+def as_saved(policy, initial_dir):
+    """The trained policy with the generation config of the policy it started from.
+
+    TRL's PPOTrainer sets the policy's generation `eos_token_id` to its stop token, which in
+    prefill style is the closing fence. Saved so, the next round's sampler took the fence for
+    an end of sequence (`decoding.eos_ids`) and ended answers there without writing it: every
+    round after the first scored "body + EOS" where the first and the references score
+    "body + fence", so its pools ranked by how an answer ended (the seed policy's prior gives
+    an EOS inside a code block a low probability) and its pairs taught the head the same."""
+    from coderanker.decoding import read_generation_config
+
+    policy.generation_config = read_generation_config(initial_dir)
+    return policy

@@ -219,6 +219,29 @@ def test_ppo_with_lora_uses_the_adapter_free_base_as_reference_and_saves_merged(
     assert metrics["reward_before"] == pytest.approx(mean_reward(initial, reward, tokenizer, queries, config), abs=1e-6)
 
 
+def test_ppo_with_a_stop_token_saves_the_initial_policy_s_generation_config(tiny_model_dir, reranker_dir, prompts,
+                                                                           tmp_path):
+    """TRL's PPOTrainer sets the policy's generation EOS to its stop token (the closing fence
+    in prefill style); the saved policy keeps the initial one's, or the next round's sampler
+    would end answers at the fence as at an EOS, without writing it."""
+    from transformers import AutoTokenizer
+
+    from coderanker.decoding import read_generation_config
+    from coderanker.reranker import fence_id
+    from coderanker.training.policy import run_ppo
+    from coderanker.vllm_backend import stop_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    fence, initial = fence_id(tokenizer), read_generation_config(tiny_model_dir)
+    assert fence is not None and fence not in stop_token_ids(tiny_model_dir, tokenizer)
+    loop = {**policy_loop(prompts, tiny_model_dir, reranker_dir, reward_eval_prompts=0), "stop_token_id": fence}
+    model, tokenizer, _, _ = run_ppo(loop)
+    model.save_pretrained(tmp_path / "policy")
+    tokenizer.save_pretrained(tmp_path / "policy")
+    assert read_generation_config(tmp_path / "policy").eos_token_id == initial.eos_token_id
+    assert stop_token_ids(tmp_path / "policy", tokenizer) == stop_token_ids(tiny_model_dir, tokenizer)
+
+
 def test_grpo_with_lora_saves_a_merged_policy(tiny_model_dir, reranker_dir, prompts, tmp_path, monkeypatch):
     import trl
     from transformers import AutoModelForCausalLM
