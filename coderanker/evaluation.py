@@ -34,20 +34,22 @@ LANGUAGE_COLUMNS = ("language", "sets", "problems", *LANGUAGE_FIGURES)
 
 
 def evaluate_round(problems_dir: Path, results_dir: Path, reranker_dir: str | os.PathLike, sets: list[str],
-                   scored_dir: Path, rerank_config, placement=None, scorers: Scorers | None = None) -> dict[str, dict]:
+                   scored_dir: Path, rerank_config, placement=None, scorers: Scorers | None = None,
+                   pool: int = 0) -> dict[str, dict]:
     """Per evaluation set: pass@1, greedy, oracle, reranked pass@1 with its gain and
-    intervals, within-problem hit rates, pruned figures (see `coderanker.metrics`)."""
+    intervals, within-problem hit rates, pruned figures, each for picks from a pool of `pool`
+    samples (0: all; see `coderanker.metrics`)."""
     reranker = (scorers or Scorers(rerank_config, placement)).get(reranker_dir)
     summaries = {}
     for name in sets:
         problems = by_name(load_problems(problems_dir / f"eval-{name}.jsonl"))
         summaries[name] = evaluate_file(results_dir / f"eval-{name}.jsonl", problems, reranker,
-                                        scored_dir / f"eval-{name}.jsonl")
+                                        scored_dir / f"eval-{name}.jsonl", pool=pool)
     return summaries
 
 
 def evaluate_file(results_path: str | os.PathLike, problems: dict[str, Problem], scorer,
-                  scored_path: str | os.PathLike, batch_size: int = SCORE_BATCH) -> dict:
+                  scored_path: str | os.PathLike, batch_size: int = SCORE_BATCH, pool: int = 0) -> dict:
     """Score one results file and summarise it (`coderanker.metrics.summarise`). `scored_path`
     gets the same records in the same order, each with its `score`, written as they stream."""
     scores = score_lines(JsonlGroups(results_path), problems, scorer, batch_size)
@@ -60,10 +62,10 @@ def evaluate_file(results_path: str | os.PathLike, problems: dict[str, Problem],
             yield result
 
     write_jsonl(scored_path, scored())
-    return summarise(kept, score=lambda r: r["score"])
+    return summarise(kept, score=lambda r: r["score"], pool=pool)
 
 
-def languages_table(problems_dir: Path, scored_dir: Path, sets: list[str]) -> dict[str, dict]:
+def languages_table(problems_dir: Path, scored_dir: Path, sets: list[str], pool: int = 0) -> dict[str, dict]:
     """The `languages` block of metrics/<round>.json (`coderanker.metrics.by_language`) from the
     scored files `evaluate_round` wrote. A problem's language is the one its problems file gives,
     so a set of mixed languages counts in each of them by its problems."""
@@ -72,7 +74,7 @@ def languages_table(problems_dir: Path, scored_dir: Path, sets: list[str]) -> di
         problems = by_name(load_problems(problems_dir / f"eval-{name}.jsonl"))
         results[name] = [{**figure_fields(result, "score"), "language": problems[result["name"]].language}
                          for _, result in numbered_records(scored_dir / f"eval-{name}.jsonl")]
-    return by_language(results, score=lambda r: r["score"])
+    return by_language(results, score=lambda r: r["score"], pool=pool)
 
 
 def language_columns(table: dict[str, dict]) -> dict[str, list]:
@@ -98,9 +100,10 @@ def format_language_table(table: dict[str, dict]) -> str:
 
 
 def compare_on_shared_pool(problems_dir: Path, pool_dir: Path, set_name: str, reranker_dir, previous_dir,
-                           rerank_config, placement=None, scorers: Scorers | None = None) -> dict:
+                           rerank_config, placement=None, scorers: Scorers | None = None, pool: int = 0) -> dict:
     """The round's reranker against the previous round's on the same candidates (the first
-    round's pool of `set_name`): rounds compared on one pool, a paired comparison.
+    round's pool of `set_name`): rounds compared on one pool, a paired comparison; each picks
+    from `pool` of a problem's samples as `evaluate_round`'s do.
 
     Only the samples of problems with a choice are scored: elsewhere every pick has the same
     outcome, so the figures (all over every problem of the pool) are exact, at about a
@@ -110,8 +113,8 @@ def compare_on_shared_pool(problems_dir: Path, pool_dir: Path, set_name: str, re
     scorers = scorers or Scorers(rerank_config, placement)
     problems = by_name(load_problems(problems_dir / f"eval-{set_name}.jsonl"))
     path = pool_dir / f"eval-{set_name}.jsonl"
-    pool = [{**figure_fields(result), "line": line} for line, result in numbered_records(path)]
-    choice = choice_sample_lists(group_by_problem(pool))
+    records = [{**figure_fields(result), "line": line} for line, result in numbered_records(path)]
+    choice = choice_sample_lists(group_by_problem(records))
     to_score = {r["line"] for samples in choice for r in samples}
     names = [samples[0]["name"] for samples in choice]
     groups = JsonlGroups(path)
@@ -119,11 +122,11 @@ def compare_on_shared_pool(problems_dir: Path, pool_dir: Path, set_name: str, re
     scorers.release(reranker_dir)  # one reranker resident at a time, as before (the prior stays shared)
     previous = score_lines(groups, problems, scorers.get(previous_dir), SCORE_BATCH, names, to_score)
     scorers.release(previous_dir)
-    for result in pool:
+    for result in records:
         result["score"], result["previous_score"] = current.get(result["line"], 0.0), previous.get(result["line"], 0.0)
-    compared = compare_on_pool(pool, lambda r: r["previous_score"], lambda r: r["score"])
-    groups = group_by_problem(pool)
-    gains = gain_per_problem(groups, lambda r: r["score"])
+    compared = compare_on_pool(records, lambda r: r["previous_score"], lambda r: r["score"], pool=pool)
+    groups = group_by_problem(records)
+    gains = gain_per_problem(groups, lambda r: r["score"], pool)
     return {
         "problems": compared["problems"],
         "problems_with_choice": compared["problems_with_choice"],

@@ -24,8 +24,11 @@ class SamplingConfig:
     samples_per_problem: int = field(default=8, metadata={"min": 0})
     """Sampled candidates per training problem."""
     eval_samples_per_problem: int = field(default=0, metadata={"min": 0})
-    """Sampled candidates per evaluation problem (N of pass@N, the pool the reranker picks
-    from); 0: samples_per_problem."""
+    """Sampled candidates per evaluation problem; 0: samples_per_problem."""
+    eval_pool_size: int = field(default=0, metadata={"min": 0})
+    """The pool the reranker picks from in evaluation (N of pass@N); 0: every sample. With
+    more samples than this, each figure is its exact mean over every pool of this size drawn
+    from them (`coderanker.metrics`): the same figure as one drawn pool, with less noise."""
     greedy: bool = True
     """Also decode one greedy candidate per problem (for greedy pass@1)."""
     max_new_tokens: int = field(default=192, metadata={"min": 1})
@@ -68,7 +71,8 @@ class SamplingConfig:
             raise ValueError(f"sample.temperature must be > 0, not {self.temperature!r}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"sample.top_p must be in (0, 1], not {self.top_p!r}")
-        if self.samples_per_problem < 0 or self.eval_samples_per_problem < 0 or self.max_new_tokens < 1:
+        if min(self.samples_per_problem, self.eval_samples_per_problem, self.eval_pool_size) < 0 \
+                or self.max_new_tokens < 1:
             raise ValueError("sample: samples per problem must be >= 0 and max_new_tokens >= 1")
 
 

@@ -7,6 +7,12 @@ has none), `truncated` (the sampler hit its token limit) and `completion` and `l
 `program` (their `program_key`), for the consensus figures).
 `sandbox_error` results are infrastructure failures: they are left out of every count.
 Every figure is None when undefined, never NaN; every interval is [low, high] or None.
+
+The reranker's pick is made from a pool of a problem's samples. With `pool` 0 (or at least
+the samples there are) the pool is every sample and a pick passes or not. With more samples
+than `pool`, a figure is its exact expectation over every pool of `pool` samples drawn from
+them without replacement (a U-statistic, as pass@k's estimator is): the figures of a pool of
+`pool`, with far less noise than one drawn pool gives (`pool_hit_rate`).
 """
 
 from __future__ import annotations
@@ -16,11 +22,14 @@ import hashlib
 import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from math import comb
 
 import numpy as np
 
 PASSED, SANDBOX_ERROR = "passed", "sandbox_error"
 BOOTSTRAP_RESAMPLES = 2000
+CONSENSUS_POOLS = 256
+"""Pools drawn per problem to estimate the consensus pick's expectation over pools (seeded)."""
 FIGURE_FIELDS = ("name", "status", "greedy", "reference", "visible_status", "truncated")
 """The fields of a result that the figures here read (a reranker's score aside)."""
 
@@ -139,10 +148,48 @@ def greedy_pass_at_1(groups: dict[str, list[dict]]) -> float | None:
     return float(np.mean(outcomes)) if outcomes else None
 
 
-def oracle_pass_at_n(groups: dict[str, list[dict]]) -> float | None:
-    """Fraction of problems with at least one passing sampled candidate (pass@N)."""
-    outcomes = [any(r["status"] == PASSED for r in sampled(g)) for g in groups.values() if sampled(g)]
+def oracle_pass_at_n(groups: dict[str, list[dict]], pool: int = 0) -> float | None:
+    """Fraction of problems with at least one passing candidate in the pool (pass@N; with a
+    `pool` smaller than the samples, pass@pool's unbiased estimate)."""
+    outcomes = [pass_at_k(len(s), count_passing(s), pool_size(len(s), pool)) for s in sample_lists(groups)]
     return float(np.mean(outcomes)) if outcomes else None
+
+
+def pool_size(samples: int, pool: int) -> int:
+    """The size of the pool a pick is made from: `pool`, or every sample when pool is 0 or larger."""
+    return samples if pool <= 0 or pool >= samples else pool
+
+
+def pool_hit_rate(ranked: Sequence[bool], pool: int = 0, k: int = 1) -> float:
+    """Whether a passing sample is among the k best-ranked of the pool, in expectation over
+    every pool of `pool` samples drawn without replacement from `ranked` (each sample's
+    outcome, best-ranked first); exact, 0 or 1, when the pool is every sample.
+
+    The k best of a pool all fail when its k-th best sample is the j-th ranked, fails, and
+    k - 1 of the failing samples ranked above j and pool - k of the n - j below it complete
+    the pool: P = sum over failing j of C(fails above j, k - 1) C(n - j, pool - k) / C(n, pool)."""
+    n = len(ranked)
+    if n == 0:
+        raise ValueError("no samples to pick from")
+    size = pool_size(n, pool)
+    k = min(k, size)
+    all_fail, fails_above = 0, 0
+    for j, ok in enumerate(ranked, 1):
+        if not ok:
+            all_fail += comb(fails_above, k - 1) * comb(n - j, size - k)
+            fails_above += 1
+    return 1.0 - all_fail / comb(n, size)
+
+
+def ranked_outcomes(samples: list[dict], score: Callable[[dict], float]) -> list[bool]:
+    """Whether each sample passes, best-scored first (ties to the earlier sample, as `top_sample`)."""
+    order = sorted(range(len(samples)), key=lambda i: (score(samples[i]), -i), reverse=True)
+    return [passes(samples[i]) for i in order]
+
+
+def pick_rate(samples: list[dict], score: Callable[[dict], float], pool: int = 0) -> float:
+    """Whether the top-scored sample of the pool passes (see `pool_hit_rate`)."""
+    return pool_hit_rate(ranked_outcomes(samples, score), pool)
 
 
 def top_sample(samples: list[dict], score: Callable[[dict], float]) -> dict:
@@ -151,21 +198,15 @@ def top_sample(samples: list[dict], score: Callable[[dict], float]) -> dict:
     return samples[max(range(len(samples)), key=lambda i: (score(samples[i]), -i))]
 
 
-def top_samples(samples: list[dict], score: Callable[[dict], float], k: int) -> list[dict]:
-    """The k top-scored samples, best first; ties go to the earlier sample, as in `top_sample`."""
-    order = sorted(range(len(samples)), key=lambda i: (score(samples[i]), -i), reverse=True)
-    return [samples[i] for i in order[:k]]
+def reranked_pass_at_1(groups: dict[str, list[dict]], score: Callable[[dict], float], pool: int = 0) -> float | None:
+    """Fraction of problems whose top-scored sampled candidate of the pool passes (see `top_sample`)."""
+    return mean_or_none(top_pick_outcomes(sample_lists(groups), score, pool))
 
 
-def reranked_pass_at_1(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> float | None:
-    """Fraction of problems whose top-scored sampled candidate passes (see `top_sample`)."""
-    outcomes = [top_sample(samples, score)["status"] == PASSED for samples in map(sampled, groups.values()) if samples]
-    return float(np.mean(outcomes)) if outcomes else None
-
-
-def top_pick_outcomes(problems: list[list[dict]], score: Callable[[dict], float]) -> list[float]:
-    """Per problem (its list of samples): 1.0 when the top-scored sample passes, else 0.0."""
-    return [float(passes(top_sample(samples, score))) for samples in problems]
+def top_pick_outcomes(problems: list[list[dict]], score: Callable[[dict], float], pool: int = 0) -> list[float]:
+    """Per problem (its list of samples): 1.0 when the pool's top-scored sample passes, else 0.0
+    (its expectation over pools, see `pool_hit_rate`)."""
+    return [pick_rate(samples, score, pool) for samples in problems]
 
 
 def roc_auc(scores: list[float], labels: list[bool]) -> float | None:
@@ -207,22 +248,19 @@ def pairwise_accuracy(groups: dict[str, list[dict]], score: Callable[[dict], flo
     return sum(wins) / sum(totals) if totals else None
 
 
-def gain_per_problem(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> list[float]:
-    """Per problem with samples: [top-scored sample passes] - (fraction of samples that pass)."""
-    return [
-        float(passes(top_sample(samples, score))) - count_passing(samples) / len(samples)
-        for samples in sample_lists(groups)
-    ]
+def gain_per_problem(groups: dict[str, list[dict]], score: Callable[[dict], float], pool: int = 0) -> list[float]:
+    """Per problem with samples: [the pool's top-scored sample passes] - (fraction of samples that pass)."""
+    return [pick_rate(samples, score, pool) - count_passing(samples) / len(samples) for samples in sample_lists(groups)]
 
 
-def reranked_gain(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> dict:
+def reranked_gain(groups: dict[str, list[dict]], score: Callable[[dict], float], pool: int = 0) -> dict:
     """How much the reranker beats a random pick, with its noise.
 
     Per problem, d = [top-scored sample passes] - (fraction of samples that pass); the mean
     of d is reranked pass@1 minus pass@1. Its standard error over problems (a paired
     comparison on the same candidates) is the noise. Only problems with both passing and
     failing samples can give d != 0; their number is `problems_with_choice`."""
-    diffs, choice = gain_per_problem(groups, score), len(choice_sample_lists(groups))
+    diffs, choice = gain_per_problem(groups, score, pool), len(choice_sample_lists(groups))
     if not diffs:
         return {"reranked_gain": None, "reranked_gain_se": None, "problems_with_choice": 0}
     se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else None
@@ -238,25 +276,26 @@ def gap_closed(reranked: float | None, random: float | None, oracle: float | Non
     return (reranked - random) / (oracle - random)
 
 
-def minus_greedy_per_problem(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> list[float]:
+def minus_greedy_per_problem(groups: dict[str, list[dict]], score: Callable[[dict], float],
+                             pool: int = 0) -> list[float]:
     """Per problem with both a greedy candidate and samples: [top pick passes] - [greedy passes]."""
     diffs = []
     for group in groups.values():
         samples, greedy = sampled(group), [r for r in group if r.get("greedy")]
         if samples and greedy:
-            diffs.append(float(passes(top_sample(samples, score))) - float(any(map(passes, greedy))))
+            diffs.append(pick_rate(samples, score, pool) - float(any(map(passes, greedy))))
     return diffs
 
 
-def top_k_hits(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> dict:
+def top_k_hits(groups: dict[str, list[dict]], score: Callable[[dict], float], pool: int = 0) -> dict:
     """Within-problem figures over problems with a choice, each next to its chance level.
 
     `topK_hit_rate`: fraction of those problems with a passing sample among the K top-scored
-    (ties as in `top_sample`); `topK_chance`: the same for a random order, the mean of
-    pass@K = 1 - C(n-c, K) / C(n, K) (c/n for K = 1)."""
+    of the pool (ties as in `top_sample`); `topK_chance`: the same for a random order, the mean
+    of pass@K = 1 - C(n-c, K) / C(n, K) (c/n for K = 1), which a pool does not change."""
     problems, figures = choice_sample_lists(groups), {}
     for k in (1, 2):
-        hits = [float(any(map(passes, top_samples(samples, score, k)))) for samples in problems]
+        hits = [pool_hit_rate(ranked_outcomes(samples, score), pool, k) for samples in problems]
         figures[f"top{k}_hit_rate"] = mean_or_none(hits)
         figures[f"top{k}_chance"] = mean_or_none([pass_at_k(len(s), count_passing(s), k) for s in problems])
     return figures
@@ -274,14 +313,32 @@ def survivors(samples: list[dict]) -> list[dict]:
     return [r for r in samples if not failed_visible(r)] or samples
 
 
-def pruned_pass_at_1(groups: dict[str, list[dict]]) -> float | None:
-    """pass@1 of a random pick among each problem's survivors (see `survivors`)."""
-    return mean_or_none([count_passing(kept) / len(kept) for kept in map(survivors, sample_lists(groups))])
+def pruned_pass_at_1(groups: dict[str, list[dict]], pool: int = 0) -> float | None:
+    """pass@1 of a random pick among each problem's survivors of the pool (see `survivors`).
+
+    Over pools: a random survivor of the pool is a random survivor of all the samples when the
+    pool has one, else a random pruned sample, so the expectation is
+    P(a survivor) c_kept / n_kept + P(none) c_pruned / n_pruned, P(none) = C(n_pruned, pool) / C(n, pool)."""
+    rates = []
+    for samples in sample_lists(groups):
+        kept = [r for r in samples if not failed_visible(r)]
+        pruned = [r for r in samples if failed_visible(r)]
+        if not kept or not pruned:  # nothing pruned, or every sample is (then all are kept)
+            rates.append(count_passing(samples) / len(samples))
+            continue
+        size = pool_size(len(samples), pool)
+        none_kept = comb(len(pruned), size) / comb(len(samples), size)
+        rates.append((1 - none_kept) * count_passing(kept) / len(kept)
+                     + none_kept * count_passing(pruned) / len(pruned))
+    return mean_or_none(rates)
 
 
-def pruned_reranked_pass_at_1(groups: dict[str, list[dict]], score: Callable[[dict], float]) -> float | None:
-    """Fraction of problems whose top-scored survivor passes (generate-prune-rank)."""
-    return mean_or_none(top_pick_outcomes([survivors(samples) for samples in sample_lists(groups)], score))
+def pruned_reranked_pass_at_1(groups: dict[str, list[dict]], score: Callable[[dict], float],
+                              pool: int = 0) -> float | None:
+    """Fraction of problems whose top-scored survivor of the pool passes (generate-prune-rank):
+    survivors rank above pruned samples, which the pool's pick reaches only when it has no survivor."""
+    return mean_or_none([pick_rate(samples, lambda r: (not failed_visible(r), score(r)), pool)
+                         for samples in sample_lists(groups)])
 
 
 def flagged_fraction(groups: dict[str, list[dict]], key: str, flagged: Callable[[object], bool]) -> float | None:
@@ -307,26 +364,37 @@ def vote_counts(samples: list[dict]) -> list[int]:
     return [counts[key] for key in keys]
 
 
-def consensus_picks(groups: dict[str, list[dict]]) -> list[float] | None:
+def consensus_picks(groups: dict[str, list[dict]], pool: int = 0, seed: int = 0) -> list[float] | None:
     """Per problem with samples, whether the consensus pick passes: a sample of the program the
-    problem's samples repeat most often (a self-consistency vote, as AlphaCode's clustering
-    and MBR decoding choose, without executing anything; ties to the earliest sample). None
-    when the results do not say which program they ran."""
+    pool's samples repeat most often (a self-consistency vote, as AlphaCode's clustering
+    and MBR decoding choose, without executing anything; ties to the earliest sample). With a
+    pool smaller than the samples, its mean over CONSENSUS_POOLS pools drawn with `seed` (a
+    vote has no closed form). None when the results do not say which program they ran."""
     problems = sample_lists(groups)
     if any(program_key(r) is None for samples in problems for r in samples):
         return None
-    picks = []
+    rng, picks = np.random.default_rng(seed), []
     for samples in problems:
-        votes = vote_counts(samples)
-        picks.append(float(passes(samples[votes.index(max(votes))])))
+        size = pool_size(len(samples), pool)
+        if size == len(samples):
+            picks.append(consensus_pick(samples))
+            continue
+        draws = [sorted(rng.choice(len(samples), size, replace=False)) for _ in range(CONSENSUS_POOLS)]
+        picks.append(float(np.mean([consensus_pick([samples[i] for i in drawn]) for drawn in draws])))
     return picks
 
 
+def consensus_pick(samples: list[dict]) -> float:
+    """1.0 when the program the samples repeat most often (ties to the earliest) passes."""
+    votes = vote_counts(samples)
+    return float(passes(samples[votes.index(max(votes))]))
+
+
 def consensus_summary(groups: dict[str, list[dict]], score: Callable[[dict], float] | None = None,
-                      seed: int = 0) -> dict:
+                      seed: int = 0, pool: int = 0) -> dict:
     """The consensus baseline: `consensus_pass@1`, its gain over a random pick with a paired
     bootstrap interval, and (with a reranker's score) `reranked_minus_consensus` with its own."""
-    picks = consensus_picks(groups)
+    picks = consensus_picks(groups, pool, seed)
     if picks is None:
         return {"consensus_pass@1": None, "consensus_gain": None, "consensus_gain_ci95": None}
     randoms = [count_passing(samples) / len(samples) for samples in sample_lists(groups)]
@@ -335,59 +403,65 @@ def consensus_summary(groups: dict[str, list[dict]], score: Callable[[dict], flo
                "consensus_gain_ci95": bootstrap_ci95(gains, seed=seed)}
     if score is not None:
         versus = [top - pick for top, pick in
-                  zip(top_pick_outcomes(sample_lists(groups), score), picks, strict=True)]
+                  zip(top_pick_outcomes(sample_lists(groups), score, pool), picks, strict=True)]
         summary |= {"reranked_minus_consensus": mean_or_none(versus),
                     "reranked_minus_consensus_ci95": bootstrap_ci95(versus, seed=seed)}
     return summary
 
 
-def reranker_summary(groups: dict[str, list[dict]], score: Callable[[dict], float], seed: int = 0) -> dict:
+def reranker_summary(groups: dict[str, list[dict]], score: Callable[[dict], float], seed: int = 0,
+                     pool: int = 0) -> dict:
     """The figures that need a reranker score, with paired bootstrap intervals over problems."""
     flat = [r for samples in sample_lists(groups) for r in samples]
-    minus_greedy = minus_greedy_per_problem(groups, score)
+    minus_greedy = minus_greedy_per_problem(groups, score, pool)
     return {
-        "reranked_pass@1": reranked_pass_at_1(groups, score),
+        "reranked_pass@1": reranked_pass_at_1(groups, score, pool),
         "reranker_auc": roc_auc([score(r) for r in flat], [passes(r) for r in flat]),
         "reranker_pairwise_acc": pairwise_accuracy(groups, score),
         "reranker_pairwise_acc_ci95": bootstrap_ci95(*pairwise_counts(groups, score), seed=seed),
-        **reranked_gain(groups, score),
-        "reranked_gain_ci95": bootstrap_ci95(gain_per_problem(groups, score), seed=seed),
+        **reranked_gain(groups, score, pool),
+        "reranked_gain_ci95": bootstrap_ci95(gain_per_problem(groups, score, pool), seed=seed),
         "reranked_minus_greedy": mean_or_none(minus_greedy),
         "reranked_minus_greedy_ci95": bootstrap_ci95(minus_greedy, seed=seed),
-        **top_k_hits(groups, score),
-        "pruned_reranked_pass@1": pruned_reranked_pass_at_1(groups, score),
+        **top_k_hits(groups, score, pool),
+        "pruned_reranked_pass@1": pruned_reranked_pass_at_1(groups, score, pool),
     }
 
 
-def summarise(results: Iterable[dict], score: Callable[[dict], float] | None = None, seed: int = 0) -> dict:
-    """The `eval` block of metrics/<round>.json for one problem set; `seed` fixes the bootstrap."""
+def summarise(results: Iterable[dict], score: Callable[[dict], float] | None = None, seed: int = 0,
+              pool: int = 0) -> dict:
+    """The `eval` block of metrics/<round>.json for one problem set; `seed` fixes the bootstrap;
+    `pool`: the pool the reranker picks from (0: every sample; see the module's docstring).
+    `pool_size` is the largest pool a problem's pick is made from."""
     groups = group_by_problem(results)
     counts = [len(sampled(g)) for g in groups.values()]
     summary = {
         "problems": len(groups),
         "samples_per_problem": int(max(counts)) if counts else 0,
+        "pool_size": pool_size(int(max(counts)), pool) if counts else 0,
         "pass@1": mean_pass_at_k(groups, 1),
         "greedy_pass@1": greedy_pass_at_1(groups),
-        "oracle_pass@n": oracle_pass_at_n(groups),
-        "pruned_pass@1": pruned_pass_at_1(groups),
+        "oracle_pass@n": oracle_pass_at_n(groups, pool),
+        "pruned_pass@1": pruned_pass_at_1(groups, pool),
         "pruned_fraction": pruned_fraction(groups),
         "truncation_rate": truncation_rate(groups),
     }
     if score is not None:
-        summary.update(reranker_summary(groups, score, seed))
+        summary.update(reranker_summary(groups, score, seed, pool))
         summary["gap_closed"] = gap_closed(summary["reranked_pass@1"], summary["pass@1"], summary["oracle_pass@n"])
-    summary.update(consensus_summary(groups, score, seed))
+    summary.update(consensus_summary(groups, score, seed, pool))
     return summary
 
 
 def compare_on_pool(
-    results: Iterable[dict], score_a: Callable[[dict], float], score_b: Callable[[dict], float], seed: int = 0
+    results: Iterable[dict], score_a: Callable[[dict], float], score_b: Callable[[dict], float], seed: int = 0,
+    pool: int = 0,
 ) -> dict:
     """Two rerankers on the same candidates: each one's reranked pass@1, and `difference` (b minus
     a) with a paired bootstrap interval over problems. Only problems with a choice can differ."""
     groups = group_by_problem(results)
     problems = sample_lists(groups)
-    picks_a, picks_b = top_pick_outcomes(problems, score_a), top_pick_outcomes(problems, score_b)
+    picks_a, picks_b = top_pick_outcomes(problems, score_a, pool), top_pick_outcomes(problems, score_b, pool)
     diffs = [b - a for a, b in zip(picks_a, picks_b, strict=True)]
     return {
         "reranked_pass@1_a": mean_or_none(picks_a),
@@ -404,18 +478,19 @@ LANGUAGE_FIGURES = ("greedy_pass@1", "pass@1", "reranked_pass@1", "pruned_rerank
 AVERAGE = "average"
 
 
-def language_figures(groups: dict, score: Callable[[dict], float]) -> dict:
+def language_figures(groups: dict, score: Callable[[dict], float], pool: int = 0) -> dict:
     """LANGUAGE_FIGURES over `groups`, each as `summarise` computes it for an eval set."""
     return {
         "greedy_pass@1": greedy_pass_at_1(groups),
         "pass@1": mean_pass_at_k(groups, 1),
-        "reranked_pass@1": reranked_pass_at_1(groups, score),
-        "pruned_reranked_pass@1": pruned_reranked_pass_at_1(groups, score),
-        "oracle_pass@n": oracle_pass_at_n(groups),
+        "reranked_pass@1": reranked_pass_at_1(groups, score, pool),
+        "pruned_reranked_pass@1": pruned_reranked_pass_at_1(groups, score, pool),
+        "oracle_pass@n": oracle_pass_at_n(groups, pool),
     }
 
 
-def by_language(results_by_set: dict[str, Iterable[dict]], score: Callable[[dict], float]) -> dict[str, dict]:
+def by_language(results_by_set: dict[str, Iterable[dict]], score: Callable[[dict], float],
+                pool: int = 0) -> dict[str, dict]:
     """The paper's Table 1: per language (each result's `language`), in order of first appearance,
     `sets` (the comma-joined names of the sets with problems in it), `problems` and
     LANGUAGE_FIGURES over those problems pooled across sets, so each problem weighs the same (a
@@ -435,7 +510,7 @@ def by_language(results_by_set: dict[str, Iterable[dict]], score: Callable[[dict
         for name, group in group_by_problem(results).items():
             pooled[language_of[name]][set_name, name] = group
     table = {language: {"sets": ",".join(sets[language]), "problems": len(groups),
-                        **language_figures(groups, score)} for language, groups in pooled.items()}
+                        **language_figures(groups, score, pool)} for language, groups in pooled.items()}
     table[AVERAGE] = {
         "sets": ",".join(name for name in results_by_set if any(name in names for names in sets.values())),
         "problems": sum(row["problems"] for row in table.values()),

@@ -371,8 +371,10 @@ def version_evidence(mlflow_client, version) -> dict:
 
 def promotion_decision(candidate: dict, champion: dict | None, seed: int = 0) -> dict:
     """Whether `candidate` may replace `champion` (each: evaluation evidence, see evaluate):
-    both evaluated on the same eval set (content hash), and a per-problem gain whose paired
-    bootstrap 95% interval over problems excludes 0 — over the champion's top-1 outcome on
+    both evaluated on the same eval set (content hash) with picks from pools of the same size
+    (`pool_size`; evidence registered before it was recorded is taken as comparable), and a
+    per-problem gain whose paired bootstrap 95% interval over problems excludes 0 — over the
+    champion's top-1 outcome on
     each problem, or, with no champion yet, over a random pick (the problem's pass rate)."""
     from coderanker.metrics import bootstrap_ci95
 
@@ -384,6 +386,10 @@ def promotion_decision(candidate: dict, champion: dict | None, seed: int = 0) ->
     elif champion.get("eval_hash") != candidate["eval_hash"]:
         return {"promote": False, "against": "champion", "why": "evaluated on a different eval set "
                 f"({candidate['eval_hash'][:12]} vs the champion's {str(champion.get('eval_hash'))[:12]})"}
+    elif None not in (champion.get("pool_size"), candidate.get("pool_size")) \
+            and champion["pool_size"] != candidate["pool_size"]:
+        return {"promote": False, "against": "champion", "why": "picked from pools of another size "
+                f"({candidate['pool_size']} vs the champion's {champion['pool_size']})"}
     else:
         baseline, against = champion["top1_pass"], "champion"
     common = sorted(set(hits) & set(baseline))

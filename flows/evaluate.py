@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 
 @task
-def score_and_summarise(reranker: str, problems: str, results: str, repo: str) -> dict:
+def score_and_summarise(reranker: str, problems: str, results: str, repo: str, pool: int = 0) -> dict:
     import os
 
     from coderanker.jsonl import read_jsonl
@@ -27,7 +27,7 @@ def score_and_summarise(reranker: str, problems: str, results: str, repo: str) -
     rows = read_jsonl(root / results)
     for row, score in zip(rows, scorer.score_candidates(index, rows), strict=True):
         row["score"] = score
-    return summarise(rows, score=lambda r: r["score"])
+    return summarise(rows, score=lambda r: r["score"], pool=pool)
 
 
 def shown(value) -> str:
@@ -42,9 +42,10 @@ def shown(value) -> str:
 @flow(name="evaluate", log_prints=True)
 def evaluate(reranker: str = "models:/coderanker-reranker@champion",
              problems: str = "data/problems/eval-starter.jsonl",
-             results: str = "data/r0/results/eval-starter.jsonl", repo: str = ".") -> dict:
-    """Reranked pass@1 next to random, greedy and oracle pass@1 for one result file."""
-    summary = score_and_summarise(reranker, problems, results, str(Path(repo).resolve()))
+             results: str = "data/r0/results/eval-starter.jsonl", repo: str = ".", pool: int = 0) -> dict:
+    """Reranked pass@1 next to random, greedy and oracle pass@1 for one result file; the
+    reranker picks from `pool` of a problem's samples (0: all of them; `sample.eval_pool_size`)."""
+    summary = score_and_summarise(reranker, problems, results, str(Path(repo).resolve()), pool)
     rows = "\n".join(f"| {k} | {shown(v)} |" for k, v in summary.items())
     create_markdown_artifact(markdown=f"## {reranker} on {results}\n\n| metric | value |\n|---|---|\n{rows}",
                              key="reranker-evaluation")

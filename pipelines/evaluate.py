@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         format_language_table,
         languages_table,
     )
+    from coderanker.generation import SamplingConfig
     from coderanker.runtime import Placement
     from coderanker.tracking import stage_run
     from coderanker.training.reward import RerankerTrainConfig
@@ -53,18 +54,19 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     data = section(params, "data", DataConfig, args.params)
     rerank = section(params, "reranker", RerankerTrainConfig, args.params)
+    pool = section(params, "sample", SamplingConfig, args.params).eval_pool_size
     placement = Placement.from_params(params)
     inputs = [args.results, args.reranker, args.pairs]
     scorers = Scorers(rerank, placement)  # each reranker loaded once; a prior they share computed once
     with stage_run("evaluate", args.round, {"data.eval": params["data"]["eval"]}, inputs) as run:
         with stage_outputs(f"evaluate@{args.round}", args.scored, run=run) as scored:
             sets = evaluate_round(args.problems, args.results, args.reranker, list(data.eval), scored, rerank,
-                                  placement, scorers)
-        languages = languages_table(args.problems, args.scored, list(data.eval))
-        pool = None
+                                  placement, scorers, pool)
+        languages = languages_table(args.problems, args.scored, list(data.eval), pool)
+        shared = None
         if args.pool and args.previous_reranker:
-            pool = compare_on_shared_pool(args.problems, args.pool, next(iter(data.eval)), args.reranker,
-                                          args.previous_reranker, rerank, placement, scorers)
+            shared = compare_on_shared_pool(args.problems, args.pool, next(iter(data.eval)), args.reranker,
+                                            args.previous_reranker, rerank, placement, scorers, pool)
         report = json.loads((args.pairs / "report.json").read_text())
         seconds = stage_seconds(run.client, args.stage_dirs)
         seconds["evaluate"] = round(time.monotonic() - start, 2)
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             "eval": next(iter(sets.values())),
             "eval_sets": sets,
             "languages": languages,
-            **({"shared_pool": pool} if pool else {}),
+            **({"shared_pool": shared} if shared else {}),
             "train": {"pairs": report["total_pairs"], "new_pairs": report["new_pairs"],
                       "hard_negatives": report["hard_negatives"]},
             "seconds": seconds,
@@ -97,28 +99,33 @@ def stage_seconds(client, directories: list[Path]) -> dict[str, float]:
     return seconds
 
 
-def evidence(problems_file: Path, scored_file: Path, reranked: float | None) -> dict:
-    """What a promotion decision rests on: the eval set's content hash and, per problem, whether
-    the reranker's pick passes and the pass rate of its samples (a random pick)."""
+def evidence(problems_file: Path, scored_file: Path, reranked: float | None, pool: int = 0) -> dict:
+    """What a promotion decision rests on: the eval set's content hash, the pool the picks are
+    made from (`pool_size`, the most samples a pick saw), and per problem whether the
+    reranker's pick of the pool passes (its mean over pools, see `coderanker.metrics`) and the
+    pass rate of its samples (a random pick)."""
     from coderanker.jsonl import iter_lines
-    from coderanker.metrics import count_passing, group_by_problem, passes, sampled, top_sample
+    from coderanker.metrics import count_passing, group_by_problem, pick_rate, pool_size, sampled
     from coderanker.tracking import content_md5
 
     keep = ("name", "status", "score", "greedy", "reference")
     rows = ({k: r.get(k) for k in keep} for _, r in iter_lines(scored_file) if isinstance(r, dict))
-    top1, rate = {}, {}
+    top1, rate, size = {}, {}, 0
     for name, group in group_by_problem(rows).items():
         if samples := sampled(group):
-            top1[name] = float(passes(top_sample(samples, lambda r: r["score"])))
+            top1[name] = pick_rate(samples, lambda r: r["score"], pool)
             rate[name] = count_passing(samples) / len(samples)
-    return {"eval_hash": content_md5(problems_file), "reranked_pass@1": reranked, "top1_pass": top1,
-            "pass_rate": rate}
+            size = max(size, pool_size(len(samples), pool))
+    return {"eval_hash": content_md5(problems_file), "pool_size": size, "reranked_pass@1": reranked,
+            "top1_pass": top1, "pass_rate": rate}
 
 
 def track(args, params: dict, metrics: dict, run, primary: str) -> None:
     """Log the round's figures, plots and a sample of scored candidates; register the
     reranker with its evidence; end the round's run (and the pipeline's after its last round)."""
+    from coderanker.config import section
     from coderanker.evaluation import language_columns
+    from coderanker.generation import SamplingConfig
     from coderanker.jsonl import iter_lines
     from coderanker.plots import pass_at_1_by_round, score_distributions
     from coderanker.tracking import find_stage_run, register_reranker, round_history
@@ -152,7 +159,8 @@ def track(args, params: dict, metrics: dict, run, primary: str) -> None:
     source = trained.info.run_id if trained is not None else run.run_id
     register_reranker(run, source, evidence(args.problems / f"eval-{primary}.jsonl",
                                             args.scored / f"eval-{primary}.jsonl",
-                                            metrics["eval"].get("reranked_pass@1")), args.round)
+                                            metrics["eval"].get("reranked_pass@1"),
+                                            section(params, "sample", SamplingConfig).eval_pool_size), args.round)
     run.end_round()
     if args.round == order[-1]:
         run.end_pipeline()

@@ -14,6 +14,8 @@ rerankers fixed and draws the pool again: draw 0 is the committed pool
 `sample.seed + 100000 k` (a problem's samples per batch are seeded `seed + batch index`, so
 the draws share no stream), executed with its `execute` section. Only the problems with a
 choice are scored (elsewhere every pick has the same outcome, so the figures are exact).
+Picks are made from pools of `sample.eval_pool_size` of a draw's samples, as the evaluate
+stage's are (each figure its mean over every such pool; 0: the draw's every sample).
 
 Per draw and pooled over the draws: random pass@1, greedy, the reranker's pick, its gain over
 a random pick and its difference from greedy, gap closed, top-1 hits among problems with a
@@ -115,10 +117,11 @@ def scored_pool(path: Path, problems: dict, scorers, rerankers: dict[str, Path])
     return pool
 
 
-def per_problem(pool: list[dict], keys: list[str]) -> dict[str, dict]:
+def per_problem(pool: list[dict], keys: list[str], size: int = 0) -> dict[str, dict]:
     """Per problem with samples: `random` (its pass rate), `greedy`, `oracle`, `choice`, and per
-    reranker key the outcome of its pick (1.0 passes)."""
-    from coderanker.metrics import count_passing, group_by_problem, passes, sampled, top_sample
+    reranker key the outcome of its pick (1.0 passes); picks from pools of `size` of the
+    samples (0: all), as the evaluate stage's `sample.eval_pool_size` (see `coderanker.metrics`)."""
+    from coderanker.metrics import count_passing, group_by_problem, pass_at_k, passes, pick_rate, pool_size, sampled
 
     rows = {}
     for name, group in group_by_problem(pool).items():
@@ -127,10 +130,11 @@ def per_problem(pool: list[dict], keys: list[str]) -> dict[str, dict]:
             continue
         passing = count_passing(samples)
         greedy = [r for r in group if r.get("greedy")]
-        rows[name] = {"random": passing / len(samples), "oracle": float(passing > 0),
+        rows[name] = {"random": passing / len(samples),
+                      "oracle": pass_at_k(len(samples), passing, pool_size(len(samples), size)),
                       "greedy": float(any(map(passes, greedy))) if greedy else None,
                       "choice": 0 < passing < len(samples),
-                      **{key: float(passes(top_sample(samples, lambda r, key=key: r[key]))) for key in keys}}
+                      **{key: pick_rate(samples, lambda r, key=key: r[key], size) for key in keys}}
     return rows
 
 
@@ -181,7 +185,7 @@ def row(label: str, figures: dict, compare: Sequence[str]) -> str:
              f"{figures['reranked_pass@1']:.3f}", interval(figures["reranked_gain"], figures["reranked_gain_ci95"]),
              interval(figures["reranked_minus_greedy"], figures["reranked_minus_greedy_ci95"]),
              "-" if figures["gap_closed"] is None else f"{figures['gap_closed']:.2f}",
-             f"{figures['top1_hits']:.0f}/{figures['problems_with_choice']} ({figures['top1_chance']:.1f})",
+             f"{figures['top1_hits']:.1f}/{figures['problems_with_choice']} ({figures['top1_chance']:.1f})",
              f"{figures['oracle_pass@n']:.3f}"]
     cells += [interval(figures[f"minus_{other}"], figures[f"minus_{other}_ci95"]) for other in compare]
     return "| " + " | ".join(cells) + " |"
@@ -191,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     from coderanker.config import DataConfig, load_params, section
     from coderanker.evaluation import Scorers
+    from coderanker.generation import SamplingConfig
     from coderanker.problems import by_name, load_problems
     from coderanker.runtime import Placement
     from coderanker.training.reward import RerankerTrainConfig
@@ -213,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
                  **{name: args.run / "models" / name / "reranker" for name in compare}}
     scorers = Scorers(section(params, "reranker", RerankerTrainConfig), Placement.from_params(params))
     problems = by_name(load_problems(args.run / f"data/problems/eval-{set_name}.jsonl"))
-    draws = [per_problem(scored_pool(path, problems, scorers, rerankers), list(rerankers)) for path in paths]
+    size = section(params, "sample", SamplingConfig).eval_pool_size
+    draws = [per_problem(scored_pool(path, problems, scorers, rerankers), list(rerankers), size) for path in paths]
     columns = ["pool", "random", "greedy", "reranked", "gain over random", "minus greedy", "gap closed",
                "top-1 hits / chance", "oracle"] + [f"minus {name}'s reranker" for name in compare]
     print(f"{round_id}'s policy and reranker on eval-{set_name}: {len(paths)} pools")

@@ -27,6 +27,7 @@ def test_every_round_writes_design_metrics(tiny_repo):
             block = m["eval_sets"][name]
             # 3 samples and the planted reference (a random model solves nothing)
             assert block["problems"] == problems and block["samples_per_problem"] == 4
+            assert block["pool_size"] == 3  # sample.eval_pool_size: figures over every pool of 3 of the 4
             for key in ("pass@1", "greedy_pass@1", "oracle_pass@n", "reranked_pass@1", "truncation_rate"):
                 assert 0.0 <= block[key] <= 1.0
         languages = m["languages"]  # both sets are Python: one row pooling their 9 problems

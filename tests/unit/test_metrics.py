@@ -16,13 +16,14 @@ from coderanker.metrics import (
     group_by_problem,
     pairwise_accuracy,
     pass_at_k,
+    pool_hit_rate,
     program_key,
+    ranked_outcomes,
     reranked_pass_at_1,
     roc_auc,
     summarise,
     top_k_hits,
     top_sample,
-    top_samples,
 )
 
 
@@ -358,13 +359,82 @@ def test_hit_rates_average_to_chance_over_all_score_orders():
     assert sum(hits[2]) / len(hits[2]) == pytest.approx(figures["top2_chance"]) == pytest.approx(7 / 10)
 
 
-def test_top_samples_breaks_ties_like_top_sample():
+def test_ranked_outcomes_break_ties_like_top_sample():
     rng = random.Random(1)
     for _ in range(100):
-        samples = [{"score": rng.choice([0.0, 0.5, 1.0]), "i": i} for i in range(rng.randint(1, 6))]
-        top = top_samples(samples, by_score, 3)
-        assert top[0] is top_sample(samples, by_score)
-        assert [r["i"] for r in top] == sorted((r["i"] for r in samples), key=lambda i: (-samples[i]["score"], i))[:3]
+        samples = [{"score": rng.choice([0.0, 0.5, 1.0]), "status": rng.choice(["passed", "failed"]), "i": i}
+                   for i in range(rng.randint(1, 6))]
+        order = sorted(range(len(samples)), key=lambda i: (-samples[i]["score"], i))
+        assert ranked_outcomes(samples, by_score) == [samples[i]["status"] == "passed" for i in order]
+        assert samples[order[0]] is top_sample(samples, by_score)
+
+
+def random_problem(rng: random.Random, n: int) -> list[dict]:
+    """One problem's samples with tied scores, visible-test verdicts and a greedy answer."""
+    samples = [row("p", rng.choice(["passed", "failed", "failed"]), i, score=rng.choice([0.0, 0.5, 1.0, 2.0]),
+                   visible=rng.choice(["passed", "failed", None])) for i in range(n)]
+    for r in samples:
+        r["completion"] = f"return {rng.randint(0, 2)}"  # a few programs repeat: the consensus vote
+    return samples + [row("p", rng.choice(["passed", "failed"]), -1, greedy=True)]
+
+
+POOL_FIGURES = ("reranked_pass@1", "reranked_gain", "oracle_pass@n", "pruned_pass@1", "pruned_reranked_pass@1",
+                "reranked_minus_greedy", "consensus_pass@1")
+
+
+def test_pool_figures_are_their_mean_over_every_pool():
+    """With more samples than the pool, each figure is the mean of that figure over every pool
+    of that size (the samples keep their order, so ties break alike); exact but the
+    consensus vote, which is estimated from drawn pools."""
+    rng = random.Random(3)
+    for n, pool in [(5, 2), (6, 3), (7, 4), (6, 5), (4, 1)]:
+        for _ in range(8):
+            results = random_problem(rng, n)
+            samples, greedy = results[:-1], results[-1:]
+            pools = [summarise([*map(samples.__getitem__, chosen), *greedy], score=by_score)
+                     for chosen in itertools.combinations(range(n), pool)]
+            figures = summarise(results, score=by_score, pool=pool)
+            assert figures["pool_size"] == pool and figures["samples_per_problem"] == n
+            for key in POOL_FIGURES:
+                expected = float(np.mean([p[key] for p in pools]))
+                if key == "reranked_gain":  # a pool's random pick is its own pass rate, whose mean is c/n
+                    expected = float(np.mean([p["reranked_pass@1"] for p in pools])) - figures["pass@1"]
+                tolerance = 0.1 if key == "consensus_pass@1" else 1e-9
+                assert figures[key] == pytest.approx(expected, abs=tolerance), (n, pool, key)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_pool_hit_rate_is_the_mean_over_every_pool(k):
+    rng = random.Random(k)
+    for _ in range(60):
+        ranked = [rng.random() < 0.4 for _ in range(rng.randint(1, 8))]
+        pool = rng.randint(1, len(ranked))
+        hits = [any(ranked[i] for i in chosen[:k]) for chosen in itertools.combinations(range(len(ranked)), pool)]
+        assert pool_hit_rate(ranked, pool, k) == pytest.approx(sum(hits) / len(hits))
+        assert pool_hit_rate(ranked, 0, k) == float(any(ranked[:k])) == pool_hit_rate(ranked, len(ranked) + 3, k)
+
+
+def test_a_pool_of_every_sample_changes_nothing():
+    rng = random.Random(5)
+    results = [r for name in "abcd" for r in random_problem(rng, 6) if (r.update(name=name) or True)]
+    whole = summarise(results, score=by_score)
+    assert summarise(results, score=by_score, pool=6) == {**whole, "pool_size": 6} == summarise(
+        results, score=by_score, pool=60)
+    assert whole["pool_size"] == 6
+
+
+def test_top_hits_in_a_pool_are_their_mean_over_every_pool():
+    rng = random.Random(7)
+    results = random_problem(rng, 6)[:-1]
+    while not 0 < sum(r["status"] == "passed" for r in results) < 6:
+        results = random_problem(rng, 6)[:-1]
+    figures = top_k_hits(group_by_problem(results), by_score, pool=3)
+    for k in (1, 2):
+        hits = []
+        for chosen in itertools.combinations(results, 3):
+            top = sorted(range(3), key=lambda i: (-chosen[i]["score"], i))[:k]
+            hits.append(any(chosen[i]["status"] == "passed" for i in top))
+        assert figures[f"top{k}_hit_rate"] == pytest.approx(sum(hits) / len(hits))
 
 
 def test_within_problem_figures_none_without_choice():

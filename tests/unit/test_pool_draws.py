@@ -14,14 +14,14 @@ def record(name: str, status: str, score: float, previous: float, greedy: bool =
     return {"name": name, "status": status, "greedy": greedy, "score": score, "compare": previous}
 
 
-def draw_one() -> dict[str, dict]:
+def draw_one(size: int = 0) -> dict[str, dict]:
     # p1: 1 of 4 passes; this round's reranker picks it, the previous one a failing sample;
     # greedy fails. p2: none passes, greedy passes. p3: all pass, no greedy candidate.
     pool = [record("p1", "failed", 0.1, 0.9), record("p1", "passed", 0.8, 0.2), record("p1", "failed", 0.3, 0.1),
             record("p1", "failed", 0.2, 0.3), record("p1", "failed", 0.0, 0.0, greedy=True),
             record("p2", "failed", 0.5, 0.5), record("p2", "failed", 0.4, 0.4), record("p2", "passed", 0, 0, True),
             record("p3", "passed", 0.1, 0.2), record("p3", "passed", 0.2, 0.1)]
-    return per_problem(pool, ["score", "compare"])
+    return per_problem(pool, ["score", "compare"], size)
 
 
 def draw_two() -> dict[str, dict]:
@@ -39,6 +39,15 @@ def test_per_problem_outcomes():
     assert rows["p1"] == {"random": 0.25, "oracle": 1.0, "greedy": 0.0, "choice": True, "score": 1.0, "compare": 0.0}
     assert rows["p2"] == {"random": 0.0, "oracle": 0.0, "greedy": 1.0, "choice": False, "score": 0.0, "compare": 0.0}
     assert rows["p3"]["greedy"] is None and rows["p3"]["score"] == 1.0 and not rows["p3"]["choice"]
+
+
+def test_per_problem_outcomes_in_pools_of_two():
+    # p1's 4 samples ranked by score: pass, fail, fail, fail; a pool of 2 of them (6 pools)
+    # holds the passing one in 3, and its pick passes there; the previous reranker ranks the
+    # passing one third: its pick passes only in the pool of it and the lowest-ranked (1 of 6).
+    whole, pairs = draw_one(), draw_one(2)
+    assert pairs["p1"] == {**whole["p1"], "oracle": 0.5, "score": 0.5, "compare": pytest.approx(1 / 6)}
+    assert pairs["p2"] == whole["p2"] and pairs["p3"] == whole["p3"]
 
 
 def test_one_draw_hand_computed():

@@ -42,6 +42,15 @@ def test_a_challenger_must_beat_the_champion_on_the_same_eval_set():
     assert not refused["promote"] and "different eval set" in refused["why"]
 
 
+def test_a_challenger_must_pick_from_pools_of_the_champion_s_size():
+    champion = evidence([1, 0, 0, 0, 1, 0, 0, 0, 0, 0], [0.2] * 10)
+    better = evidence([1, 1, 1, 1, 1, 1, 1, 1, 0, 0], [0.2] * 10)
+    assert tracking.promotion_decision({**better, "pool_size": 20}, champion)["promote"]  # before pool_size
+    assert tracking.promotion_decision({**better, "pool_size": 20}, {**champion, "pool_size": 20})["promote"]
+    refused = tracking.promotion_decision({**better, "pool_size": 40}, {**champion, "pool_size": 20})
+    assert not refused["promote"] and "pools of another size (40 vs the champion's 20)" in refused["why"]
+
+
 @pytest.fixture
 def mlflow_db(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
