@@ -3,6 +3,7 @@ problems again under other seeds, the sandbox runs them, and the round's reranke
 round before's, for a paired comparison of rounds) picks from each pool.
 
     .venv/bin/python -m benchmarks.pool_draws --run DIR [--round r2] [--compare r1] [--draws 4]
+        [--combine 2] [--pool 20]
 
 DIR is a finished `dvc repro` checkout. The evaluate stage scores one pool per round: 20
 samples of each evaluation problem drawn once. How well a reranker picks from that one pool
@@ -16,6 +17,8 @@ the draws share no stream), executed with its `execute` section. Only the proble
 choice are scored (elsewhere every pick has the same outcome, so the figures are exact).
 Picks are made from pools of `sample.eval_pool_size` of a draw's samples, as the evaluate
 stage's are (each figure its mean over every such pool; 0: the draw's every sample).
+`--combine K` merges every K consecutive draws into one set of samples per problem: with
+`--pool 20` and K = 2, each row is what the evaluate stage reports from 40 samples a problem.
 
 Per draw and pooled over the draws: random pass@1, greedy, the reranker's pick, its gain over
 a random pick and its difference from greedy, gap closed, top-1 hits among problems with a
@@ -50,11 +53,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "candidates ('seed': the untrained one; default: the round's previous; the flag alone: none)")
     parser.add_argument("--set", default=None, help="the evaluation set (default: the first of data.eval)")
     parser.add_argument("--draws", type=int, default=4, help="fresh pools besides the committed one")
+    parser.add_argument("--combine", type=int, default=1, help="merge every COMBINE consecutive draws into one "
+                        "set of samples per problem (with sample.eval_pool_size, the stage's figures from "
+                        "COMBINE times the samples); the draws must divide evenly")
+    parser.add_argument("--pool", type=int, help="picks from pools of this many of a problem's samples "
+                        "(default: the run's sample.eval_pool_size; 0: every sample)")
     parser.add_argument("--work", type=Path, help="where the draws' candidates and results go")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
     if args.draws < 0:
         parser.error("--draws must be >= 0")
+    if args.pool is not None and args.pool < 0:
+        parser.error("--pool must be >= 0")
+    if args.combine < 1 or (args.draws + 1) % args.combine:
+        parser.error(f"--combine must divide the {args.draws + 1} pools (the committed one and --draws)")
     return args
 
 
@@ -98,23 +110,27 @@ def sample_draws(run: Path, params: dict, round_id: str, set_name: str, draws: i
     return paths
 
 
-def scored_pool(path: Path, problems: dict, scorers, rerankers: dict[str, Path]) -> list[dict]:
-    """The pool's records (`figure_fields`), with each reranker's score under its name for the
-    samples of problems with a choice (0.0 elsewhere, where any pick has the same outcome)."""
+def scored_pool(paths: list[Path], problems: dict, scorers, rerankers: dict[str, Path]) -> list[dict]:
+    """The records (`figure_fields`) of one pool made of the results files `paths` (draws
+    merged: a problem's samples are all its draws' samples), with each reranker's score under
+    its name for the samples of problems with a choice in the merged pool (0.0 elsewhere,
+    where any pick has the same outcome)."""
     from coderanker.evaluation import SCORE_BATCH, numbered_records, score_lines
     from coderanker.jsonl import JsonlGroups
     from coderanker.metrics import choice_sample_lists, figure_fields, group_by_problem
 
-    pool = [{**figure_fields(result), "line": line} for line, result in numbered_records(path)]
-    choice = choice_sample_lists(group_by_problem(pool))
-    lines, names = {r["line"] for samples in choice for r in samples}, [samples[0]["name"] for samples in choice]
-    groups = JsonlGroups(path)
+    pools = [[{**figure_fields(result), "line": line} for line, result in numbered_records(path)] for path in paths]
+    merged = [record for pool in pools for record in pool]
+    names = [samples[0]["name"] for samples in choice_sample_lists(group_by_problem(merged))]
     for key, directory in rerankers.items():
-        scores = score_lines(groups, problems, scorers.get(directory), SCORE_BATCH, names, lines)
+        scorer = scorers.get(directory)
+        for path, pool in zip(paths, pools, strict=True):
+            lines = {record["line"] for record in pool if record["name"] in set(names)}
+            scores = score_lines(JsonlGroups(path), problems, scorer, SCORE_BATCH, names, lines)
+            for record in pool:
+                record[key] = scores.get(record["line"], 0.0)
         scorers.release(directory)
-        for record in pool:
-            record[key] = scores.get(record["line"], 0.0)
-    return pool
+    return merged
 
 
 def per_problem(pool: list[dict], keys: list[str], size: int = 0) -> dict[str, dict]:
@@ -218,18 +234,23 @@ def main(argv: list[str] | None = None) -> None:
                  **{name: args.run / "models" / name / "reranker" for name in compare}}
     scorers = Scorers(section(params, "reranker", RerankerTrainConfig), Placement.from_params(params))
     problems = by_name(load_problems(args.run / f"data/problems/eval-{set_name}.jsonl"))
-    size = section(params, "sample", SamplingConfig).eval_pool_size
-    draws = [per_problem(scored_pool(path, problems, scorers, rerankers), list(rerankers), size) for path in paths]
+    size = section(params, "sample", SamplingConfig).eval_pool_size if args.pool is None else args.pool
+    chunks = [paths[k : k + args.combine] for k in range(0, len(paths), args.combine)]
+    draws = [per_problem(scored_pool(chunk, problems, scorers, rerankers), list(rerankers), size) for chunk in chunks]
     columns = ["pool", "random", "greedy", "reranked", "gain over random", "minus greedy", "gap closed",
                "top-1 hits / chance", "oracle"] + [f"minus {name}'s reranker" for name in compare]
-    print(f"{round_id}'s policy and reranker on eval-{set_name}: {len(paths)} pools")
+    print(f"{round_id}'s policy and reranker on eval-{set_name}: {len(paths)} draws"
+          + (f", merged {args.combine} at a time" if args.combine > 1 else "")
+          + (f"; picks from pools of {size}" if size else ""))
     print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
     for k, draw in enumerate(draws):
-        label = "committed (draw 0)" if k == 0 else f"draw {k}"
+        first, last = k * args.combine, (k + 1) * args.combine - 1
+        label = (f"draws {first}-{last}" if last > first else f"draw {first}") + (" (committed)" if k == 0 else "")
         print(row(label, summary([draw], "score", compare, args.seed), compare))
     pooled = summary(draws, "score", compare, args.seed)
     print(row(f"all {len(draws)} pooled", pooled, compare))
-    print(json.dumps({"round": round_id, "compare": compare, "set": set_name, "pooled": pooled}))
+    print(json.dumps({"round": round_id, "compare": compare, "set": set_name, "combine": args.combine,
+                      "pool_size": size, "pooled": pooled}))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.pool_draws.run import DRAW_STRIDE, draw_config, parse, per_problem, summary
+from benchmarks.pool_draws.run import DRAW_STRIDE, draw_config, parse, per_problem, scored_pool, summary
 from coderanker.generation import SamplingConfig
 
 
@@ -75,6 +75,49 @@ def test_draws_pool_per_problem_then_over_problems():
     assert "minus_compare" not in summary([draw_one()], "score")
 
 
+class FieldScorer:
+    """Scores candidates by their `score` field and counts what it was asked to score."""
+
+    def __init__(self):
+        self.scored = 0
+
+    def score_candidates(self, problems, candidates):
+        self.scored += len(candidates)
+        return [float(c["score"]) for c in candidates]
+
+
+class OneScorer:
+    def __init__(self):
+        self.scorer = FieldScorer()
+
+    def get(self, directory):
+        return self.scorer
+
+    def release(self, directory):
+        pass
+
+
+def test_merged_draws_score_every_problem_with_a_choice_in_the_merge(tmp_path):
+    from coderanker.jsonl import write_jsonl
+
+    # p1 passes only in draw b, so only the merged pool gives it a choice; p2 never passes
+    a = [{"name": "p1", "status": "failed", "greedy": False, "score": 0.9, "completion": "x"},
+         {"name": "p1", "status": "failed", "greedy": False, "score": 0.1, "completion": "y"},
+         {"name": "p2", "status": "failed", "greedy": False, "score": 0.5, "completion": "z"}]
+    b = [{"name": "p1", "status": "passed", "greedy": False, "score": 0.95, "completion": "w"},
+         {"name": "p1", "status": "failed", "greedy": False, "score": 0.2, "completion": "v"},
+         {"name": "p2", "status": "failed", "greedy": False, "score": 0.7, "completion": "u"}]
+    write_jsonl(tmp_path / "a.jsonl", a)
+    write_jsonl(tmp_path / "b.jsonl", b)
+    scorers = OneScorer()
+    merged = scored_pool([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], {}, scorers, {"score": tmp_path})
+    assert [r["score"] for r in merged] == [0.9, 0.1, 0.0, 0.95, 0.2, 0.0] and scorers.scorer.scored == 4
+    rows = per_problem(merged, ["score"], 2)  # p1: ranked pass, fail, fail, fail; 3 of 6 pairs hold the pass
+    assert rows["p1"]["choice"] and rows["p1"]["score"] == pytest.approx(0.5) and rows["p1"]["random"] == 0.25
+    alone = per_problem(scored_pool([tmp_path / "a.jsonl"], {}, scorers, {"score": tmp_path}), ["score"])
+    assert not alone["p1"]["choice"] and alone["p1"]["score"] == 0.0
+
+
 def test_draws_reseed_the_stage_s_sampling():
     config = SamplingConfig(samples_per_problem=4, eval_samples_per_problem=20, seed=7)
     first, second = draw_config(config, 1), draw_config(config, 2)
@@ -82,3 +125,6 @@ def test_draws_reseed_the_stage_s_sampling():
     assert (first.seed, second.seed) == (7 + DRAW_STRIDE, 7 + 2 * DRAW_STRIDE)
     with pytest.raises(SystemExit):
         parse(["--run", "x", "--draws", "-1"])
+    with pytest.raises(SystemExit):
+        parse(["--run", "x", "--draws", "4", "--combine", "2"])  # 5 pools do not merge in twos
+    assert parse(["--run", "x", "--draws", "5", "--combine", "2"]).combine == 2
