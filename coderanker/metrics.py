@@ -307,14 +307,10 @@ def failed_visible(result: dict) -> bool:
     return result.get("visible_status") not in (None, PASSED, SANDBOX_ERROR)
 
 
-def survivors(samples: list[dict]) -> list[dict]:
-    """Generate-prune (AlphaCode-style): the samples that do not fail their problem's visible
-    example tests; all samples when every one fails them, or when there are none."""
-    return [r for r in samples if not failed_visible(r)] or samples
-
-
 def pruned_pass_at_1(groups: dict[str, list[dict]], pool: int = 0) -> float | None:
-    """pass@1 of a random pick among each problem's survivors of the pool (see `survivors`).
+    """pass@1 of a random pick among each problem's survivors of the pool: the samples that do not
+    fail their visible tests (generate-prune, AlphaCode-style; all of them when every one fails
+    them, or when there are none; see `failed_visible`).
 
     Over pools: a random survivor of the pool is a random survivor of all the samples when the
     pool has one, else a random pruned sample, so the expectation is
@@ -357,13 +353,6 @@ def truncation_rate(groups: dict[str, list[dict]]) -> float | None:
     return flagged_fraction(groups, "truncated", bool)
 
 
-def vote_counts(samples: list[dict]) -> list[int]:
-    """Per sample, how many of the problem's samples are the same program (`program_key`)."""
-    keys = [program_key(r) for r in samples]
-    counts = Counter(keys)
-    return [counts[key] for key in keys]
-
-
 def consensus_picks(groups: dict[str, list[dict]], pool: int = 0, seed: int = 0) -> list[float] | None:
     """Per problem with samples, whether the consensus pick passes: a sample of the program the
     pool's samples repeat most often (a self-consistency vote, as AlphaCode's clustering
@@ -375,19 +364,21 @@ def consensus_picks(groups: dict[str, list[dict]], pool: int = 0, seed: int = 0)
         return None
     rng, picks = np.random.default_rng(seed), []
     for samples in problems:
-        size = pool_size(len(samples), pool)
+        keys, size = [program_key(r) for r in samples], pool_size(len(samples), pool)
         if size == len(samples):
-            picks.append(consensus_pick(samples))
+            picks.append(consensus_pick(samples, keys, range(len(samples))))
             continue
         draws = [sorted(rng.choice(len(samples), size, replace=False)) for _ in range(CONSENSUS_POOLS)]
-        picks.append(float(np.mean([consensus_pick([samples[i] for i in drawn]) for drawn in draws])))
+        picks.append(float(np.mean([consensus_pick(samples, keys, drawn) for drawn in draws])))
     return picks
 
 
-def consensus_pick(samples: list[dict]) -> float:
-    """1.0 when the program the samples repeat most often (ties to the earliest) passes."""
-    votes = vote_counts(samples)
-    return float(passes(samples[votes.index(max(votes))]))
+def consensus_pick(samples: list[dict], keys: list[str | None], chosen: Iterable[int]) -> float:
+    """1.0 when, among the samples at `chosen` (ascending), the program repeated most often
+    (`keys`: each sample's `program_key`; ties to the earliest) passes."""
+    chosen = list(chosen)
+    votes = Counter(keys[i] for i in chosen)
+    return float(passes(samples[max(chosen, key=lambda i: (votes[keys[i]], -i))]))
 
 
 def consensus_summary(groups: dict[str, list[dict]], score: Callable[[dict], float] | None = None,
