@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 
 @task
-def score_and_summarise(reranker: str, problems: str, results: str, repo: str, pool: int = 0) -> dict:
+def score_and_summarise(reranker: str, problems: str, results: str, repo: str, pool: int | None = None) -> dict:
     import os
 
     from coderanker.jsonl import read_jsonl
@@ -22,12 +22,23 @@ def score_and_summarise(reranker: str, problems: str, results: str, repo: str, p
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", tracking_uri(repo))
     root = Path(repo)
+    if pool is None:
+        pool = repo_pool_size(root)
     scorer = Reranker.load(reranker)
     index = by_name(load_problems(root / problems))
     rows = read_jsonl(root / results)
     for row, score in zip(rows, scorer.score_candidates(index, rows), strict=True):
         row["score"] = score
     return summarise(rows, score=lambda r: r["score"], pool=pool)
+
+
+def repo_pool_size(root: Path) -> int:
+    """`sample.eval_pool_size` of the repository's params.yaml (0 without one)."""
+    from coderanker.config import load_params, section
+    from coderanker.generation import SamplingConfig
+
+    params = root / "params.yaml"
+    return section(load_params(params), "sample", SamplingConfig).eval_pool_size if params.exists() else 0
 
 
 def shown(value) -> str:
@@ -42,9 +53,10 @@ def shown(value) -> str:
 @flow(name="evaluate", log_prints=True)
 def evaluate(reranker: str = "models:/coderanker-reranker@champion",
              problems: str = "data/problems/eval-starter.jsonl",
-             results: str = "data/r0/results/eval-starter.jsonl", repo: str = ".", pool: int = 0) -> dict:
+             results: str = "data/r0/results/eval-starter.jsonl", repo: str = ".", pool: int | None = None) -> dict:
     """Reranked pass@1 next to random, greedy and oracle pass@1 for one result file; the
-    reranker picks from `pool` of a problem's samples (0: all of them; `sample.eval_pool_size`)."""
+    reranker picks from pools of `pool` of a problem's samples (0: all of them; default: the
+    repository's `sample.eval_pool_size`, as the evaluate stage does)."""
     summary = score_and_summarise(reranker, problems, results, str(Path(repo).resolve()), pool)
     rows = "\n".join(f"| {k} | {shown(v)} |" for k, v in summary.items())
     create_markdown_artifact(markdown=f"## {reranker} on {results}\n\n| metric | value |\n|---|---|\n{rows}",

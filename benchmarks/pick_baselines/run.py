@@ -1,7 +1,7 @@
 """What picks the passing program without running its tests: the reranker against
 pick rules that need no training, on the candidate pools a run already scored.
 
-    .venv/bin/python -m benchmarks.pick_baselines --run DIR [--set eval-starter] [--seed 0]
+    .venv/bin/python -m benchmarks.pick_baselines --run DIR [--set eval-starter] [--seed 0] [--pool N]
 
 DIR is a finished `dvc repro` checkout (data/r*/scored/SET.jsonl: every round's evaluation
 pool with the round's reranker scores). `--set train` reads the training problems' samples
@@ -22,6 +22,14 @@ rule: pass@1, the gain over a random pick and the difference from greedy with pa
 bootstrap intervals over problems, and top-1 hits among the problems with a choice next to
 chance; for the rules that pick by score, the mean length of the pick against that of the
 passing samples there (characters). Without --likelihood nothing runs a model; reads only.
+
+Picks are made from pools of `--pool` of a problem's samples (default: the run's
+`sample.eval_pool_size` for an evaluation set, every sample for `train`), each figure its
+exact mean over every such pool, as the evaluate stage's (`coderanker.metrics.pick_rate`);
+the reranker and oracle rows then equal the stage's `reranked_pass@1` and `oracle_pass@n`.
+The consensus rules count votes among all of a problem's samples and pick from the pool by
+them, where the stage's `consensus_pass@1` votes within each pool: the two agree only when
+the pool is every sample. `pick / passing chars` is the pick from every sample.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run", required=True, type=Path, help="a finished dvc repro checkout")
     parser.add_argument("--set", default="eval-starter", help="the evaluation set (data/r*/scored/SET.jsonl)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--pool", type=int, help="pick from pools of this many samples (default: the run's "
+                        "sample.eval_pool_size for an evaluation set, 0 for train; 0: every sample)")
     parser.add_argument("--likelihood", action="store_true",
                         help="also rank by the generating policy's log-probability of each sample (runs it)")
     return parser.parse_args(argv)
@@ -116,9 +126,9 @@ NEEDS = {"reranker": "score", "consensus+reranker": "score", "likelihood": "like
 """The record field a rule reads beyond the labels; a pool without it leaves the rule out."""
 
 
-def rule_outcomes(groups: dict[str, list[dict]], rule: str) -> dict[str, float]:
-    """Per problem with samples, the chance that the rule's pick passes."""
-    from coderanker.metrics import count_passing, passes, sampled, top_sample
+def rule_outcomes(groups: dict[str, list[dict]], rule: str, pool: int = 0) -> dict[str, float]:
+    """Per problem with samples, the chance that the rule's pick from a pool of `pool` passes."""
+    from coderanker.metrics import count_passing, pass_at_k, passes, pick_rate, pool_size, sampled
 
     outcomes = {}
     for name, group in groups.items():
@@ -128,22 +138,23 @@ def rule_outcomes(groups: dict[str, list[dict]], rule: str) -> dict[str, float]:
         if rule == "random":
             outcomes[name] = count_passing(samples) / len(samples)
         elif rule == "oracle":
-            outcomes[name] = float(count_passing(samples) > 0)
+            outcomes[name] = pass_at_k(len(samples), count_passing(samples), pool_size(len(samples), pool))
         elif rule == "greedy":
             greedy = [r for r in group if r.get("greedy")]
             if greedy:
                 outcomes[name] = float(any(map(passes, greedy)))
         else:
-            outcomes[name] = float(passes(top_sample(samples, rules()[rule])))
+            outcomes[name] = pick_rate(samples, rules()[rule], pool)
     return outcomes
 
 
-def measure(groups: dict[str, list[dict]], seed: int) -> dict[str, dict]:
+def measure(groups: dict[str, list[dict]], seed: int, pool: int = 0) -> dict[str, dict]:
     from coderanker.metrics import bootstrap_ci95, choice_sample_lists
 
     choice = {r["name"] for samples in choice_sample_lists(groups) for r in samples}
     present = {key for key in set(NEEDS.values()) if all(key in r for group in groups.values() for r in group)}
-    outcomes = {rule: rule_outcomes(groups, rule) for rule in rules() if rule not in NEEDS or NEEDS[rule] in present}
+    outcomes = {rule: rule_outcomes(groups, rule, pool) for rule in rules()
+                if rule not in NEEDS or NEEDS[rule] in present}
     random, greedy = outcomes["random"], outcomes["greedy"]
     figures = {}
     for rule, outcome in outcomes.items():
@@ -191,8 +202,15 @@ def difference(value: float | None, ci: list[float] | None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    from coderanker.config import load_params, section
+    from coderanker.generation import SamplingConfig
     from coderanker.jsonl import read_jsonl
     from coderanker.metrics import group_by_problem
+
+    size, params = args.pool, args.run / "params.yaml"
+    if size is None:
+        size = 0 if args.set == "train" or not params.exists() else section(load_params(params), "sample",
+                                                                             SamplingConfig).eval_pool_size
 
     pattern = "data/r*/results/train.jsonl" if args.set == "train" else f"data/r*/scored/{args.set}.jsonl"
     pools = sorted(args.run.glob(pattern))
@@ -205,13 +223,15 @@ def main(argv: list[str] | None = None) -> None:
         groups = {name: with_votes(group) for name, group in group_by_problem(records).items()}
         if args.likelihood:
             groups = with_likelihoods(args.run, args.set, groups)
-        for rule, row in measure(groups, args.seed).items():
+        for rule, row in measure(groups, args.seed, size).items():
             gain = difference(row["gain"], row["gain_ci95"])
             greedy = difference(row["minus_greedy"], row["minus_greedy_ci95"])
             hits = f"{row['top1_hits']:.1f}/{row['problems_with_choice']} ({row['top1_chance']:.1f})"
             chars = f"{row['pick_chars']:.0f} / {row['passing_chars']:.0f}" if "pick_chars" in row else ""
             print(f"| {pool.parts[-3]} | {rule} | {row['pass@1']:.3f} | {gain} | {greedy} | {hits} | {chars} |")
-    print(f"({args.set}; {len(groups)} problems in the last pool, intervals: paired 95% bootstraps over problems)")
+    print(f"({args.set}; {len(groups)} problems in the last round's pool; picks from "
+          + (f"pools of {size} samples" if size else "every sample")
+          + "; intervals: paired 95% bootstraps over problems)")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ round before's, for a paired comparison of rounds) picks from each pool.
     .venv/bin/python -m benchmarks.pool_draws --run DIR [--round r2] [--compare r1] [--draws 4]
         [--combine 2] [--pool 20]
 
-DIR is a finished `dvc repro` checkout. The evaluate stage scores one pool per round: 20
-samples of each evaluation problem drawn once. How well a reranker picks from that one pool
-varies with the draw (a pool's 12 problems with a choice give a top-1 hit rate with a
-standard error near 0.14), and a later round's pool also rests on everything before it (the
+DIR is a finished `dvc repro` checkout. The evaluate stage scores one draw of samples per
+round (before 1380cd8's default, 20 of each evaluation problem, all of them the pool; since,
+40, with pools of 20). How well a reranker picks from one draw varies with the draw (20
+samples' 12 problems with a choice give a top-1 hit rate with a standard error near 0.14),
+and a later round's pool also rests on everything before it (the
 policy PPO trained against the previous reranker). This holds the round's policy and
 rerankers fixed and draws the pool again: draw 0 is the committed pool
 (data/ROUND/results), draws 1..N are sampled with the run's `sample` section at seed
@@ -145,7 +146,7 @@ def per_problem(pool: list[dict], keys: list[str], size: int = 0) -> dict[str, d
         if not samples:
             continue
         passing = count_passing(samples)
-        greedy = [r for r in group if r.get("greedy")]
+        greedy = [r for r in group if r.get("greedy")][:1]  # merged draws: the first draw's, as the stage has one
         rows[name] = {"random": passing / len(samples),
                       "oracle": pass_at_k(len(samples), passing, pool_size(len(samples), size)),
                       "greedy": float(any(map(passes, greedy))) if greedy else None,

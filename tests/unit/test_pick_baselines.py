@@ -60,6 +60,17 @@ def test_rules_hand_computed():
     assert "pick_chars" not in figures["random"] and "pick_chars" not in figures["oracle"]
 
 
+def test_rules_pick_from_pools_as_the_evaluate_stage():
+    figures = measure(pools(), seed=0, pool=2)
+    # p1 ranked by score: fail (0.9), pass (0.5), fail, pass, fail; of its 10 pools of 2, the
+    # top one passes in 4 (the 0.5 with any lower one, or the 0.2 with the 0.1); 7 hold a pass
+    assert figures["reranker"]["pass@1"] == pytest.approx((0.4 + 0 + 1) / 3)
+    assert figures["oracle"]["pass@1"] == pytest.approx((0.7 + 0 + 1) / 3)
+    assert figures["random"]["pass@1"] == pytest.approx(1.4 / 3)  # a pool does not change a random pick
+    assert figures["reranker"]["top1_hits"] == pytest.approx(0.4)
+    assert measure(pools(), seed=0, pool=5) == measure(pools(), seed=0)  # a pool of every sample
+
+
 def test_command_reads_every_round(tmp_path, capsys):
     rows = [r for group in pools().values() for r in group]
     for round_ in ("r0", "r1"):
