@@ -123,11 +123,12 @@ def scored_pool(paths: list[Path], problems: dict, scorers, rerankers: dict[str,
     pools = [[{**figure_fields(result), "line": line} for line, result in numbered_records(path)] for path in paths]
     merged = [record for pool in pools for record in pool]
     names = [samples[0]["name"] for samples in choice_sample_lists(group_by_problem(merged))]
+    chosen = set(names)
+    lines = [{record["line"] for record in pool if record["name"] in chosen} for pool in pools]
     for key, directory in rerankers.items():
         scorer = scorers.get(directory)
-        for path, pool in zip(paths, pools, strict=True):
-            lines = {record["line"] for record in pool if record["name"] in set(names)}
-            scores = score_lines(JsonlGroups(path), problems, scorer, SCORE_BATCH, names, lines)
+        for path, pool, lines_of_pool in zip(paths, pools, lines, strict=True):
+            scores = score_lines(JsonlGroups(path), problems, scorer, SCORE_BATCH, names, lines_of_pool)
             for record in pool:
                 record[key] = scores.get(record["line"], 0.0)
         scorers.release(directory)
