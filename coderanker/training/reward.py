@@ -45,6 +45,10 @@ class RerankerTrainConfig:
     batch_size: int = field(default=4, metadata={"min": 1})
     """Pairs per device step."""
     gradient_accumulation_steps: int = field(default=1, metadata={"min": 1})
+    group_by_length: bool = False
+    """Batch pairs of similar length (transformers' `LengthGroupedSampler`: the shuffled pairs
+    are cut into mega-batches of up to 50 steps, each sorted by the pair's longer side), so a
+    step pads less. Every pair is still seen once an epoch, in a seeded order."""
     max_length: int = field(default=768, metadata={"min": 1})
     """Tokens of model input + response; longer responses are cut, never dropped."""
     warmup_ratio: float = field(default=0.1, metadata={"min": 0, "max": 1})
@@ -93,6 +97,9 @@ class RerankerTrainConfig:
             raise ValueError("reranker.sharding: fsdp shards a full fine-tune; with reranker.lora_r the trained "
                              "weights are small and DDP replicas fit (set sharding: ddp or lora_r: 0)")
 
+
+#: The dataset column `group_by_length` batches by: a pair's longer side, in tokens.
+LENGTH_COLUMN = "length"
 
 FSDP_NEEDS_GPUS = ("reranker.sharding: fsdp needs ray.use_gpu: true (accelerate shards models across GPUs "
                    "only; on CPU use sharding: ddp)")
@@ -172,9 +179,7 @@ def train_reward_model(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizer
     """Train a reranker on `loop` (train_reranker's keys) where this process runs, no Ray
     needed: (trained model, LoRA merged in; tokenizer; metrics; TRL's log history)."""
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from trl import RewardConfig, RewardTrainer
     from trl.trainer.utils import disable_dropout_in_model
 
     config = RerankerTrainConfig(**loop["config"])
@@ -185,26 +190,7 @@ def train_reward_model(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizer
     if config.trainable_layers:
         freeze_below_top(model, config.trainable_layers)
     disable_dropout_in_model(model)  # as TRL would, but before LoRA adds its own dropout
-    dataset = Dataset.from_list(loop["pairs"])
-    args = RewardConfig(
-        num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        max_length=config.max_length,
-        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
-        weight_decay=config.weight_decay,
-        center_rewards_coefficient=config.center_rewards_coefficient or None,
-        seed=config.seed,
-        gradient_checkpointing=config.gradient_checkpointing and config.sharding != "fsdp",
-        disable_dropout=False,  # done above
-        **trainer_defaults(loop["use_gpu"], "reward-", loop.get("dtype", "fp32")),
-        **(fsdp_arguments(config.gradient_checkpointing) if config.sharding == "fsdp" else {}),
-    )
-    peft_config = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, "SEQ_CLS")
-    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            peft_config=peft_config)
+    trainer = reward_trainer(model, tokenizer, loop["pairs"], config, loop["use_gpu"], loop.get("dtype", "fp32"))
     pairs = loop["pairs"]
     probe = pairs
     if config.fit_eval_pairs:
@@ -218,7 +204,7 @@ def train_reward_model(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizer
     with trainer.accelerator.autocast():
         after = pair_fit(trainer.model, probe, tokenizer.pad_token_id, config.batch_size)
     metrics = {
-        "pairs": len(dataset),
+        "pairs": len(pairs),
         "fit_eval_pairs": len(probe),
         "train_pair_accuracy_before": before[0],
         "train_pair_accuracy_after": after[0],
@@ -226,6 +212,43 @@ def train_reward_model(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizer
         "train_loss_after": after[1],
     }
     return merged(trainer.accelerator.unwrap_model(trainer.model)), tokenizer, metrics, trainer.state.log_history
+
+
+def reward_trainer(model, tokenizer, pairs: list[dict], config: RerankerTrainConfig, use_gpu: bool,
+                   dtype: str):
+    """TRL's RewardTrainer for `config` on token-id pairs (train_reranker's), not yet trained."""
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    dataset = Dataset.from_list(pairs)
+    grouping = {}
+    if config.group_by_length:
+        # the sampler reads the lengths before the collator sees the rows; the collator
+        # ignores the extra column (it takes chosen_ids, rejected_ids and margin)
+        dataset = dataset.add_column(LENGTH_COLUMN, [max(len(p["chosen_ids"]), len(p["rejected_ids"]))
+                                                     for p in pairs])
+        grouping = {"train_sampling_strategy": "group_by_length", "length_column_name": LENGTH_COLUMN,
+                    "remove_unused_columns": False}
+    args = RewardConfig(
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_length=config.max_length,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of all steps
+        weight_decay=config.weight_decay,
+        center_rewards_coefficient=config.center_rewards_coefficient or None,
+        seed=config.seed,
+        gradient_checkpointing=config.gradient_checkpointing and config.sharding != "fsdp",
+        disable_dropout=False,  # done above
+        **grouping,
+        **trainer_defaults(use_gpu, "reward-", dtype),
+        **(fsdp_arguments(config.gradient_checkpointing) if config.sharding == "fsdp" else {}),
+    )
+    peft_config = lora_config(config.lora_r, config.lora_alpha, config.lora_dropout, "SEQ_CLS")
+    return RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config)
 
 
 def freeze_below_top(model, trainable: int) -> None:
