@@ -16,7 +16,9 @@ round's training results (at most --per-problem per problem, `coderanker.pairs.b
 then select as `spread` does: `samples` keeps the pairs whose passing program is a model
 sample, `references` those whose passing program is the problem's reference. A round's name
 (`r2`) takes every pair that round's reranker trained on (`data/r2/pairs`: every pair so far,
-hard negatives included), through `select_training_pairs` as that round's stage does.
+hard negatives included), through `select_training_pairs` as that round's stage does;
+`r2-nohard` drops every round's hard negatives from them, `r2-balanced` balances each round's
+pairs by length (`filtered`). --group-by-length trains every variant as `reranker.group_by_length`.
 
 --folds K cross-fits instead of holding one slice out: the problems are dealt into K folds,
 each fold is scored by a reranker trained on the other folds' pairs, so every problem with
@@ -81,6 +83,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--offset-weights", nargs="*", type=float, default=[], metavar="B",
                         help="also train each variant with B x the seed policy's log-probability as an offset")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--group-by-length", action="store_true",
+                        help="batch pairs of similar length, as reranker.group_by_length (default: shuffled)")
     return parser.parse_args(argv)
 
 
@@ -137,8 +141,9 @@ def variant_pairs(selection: str, mined: list[dict], pooled: list[dict], count: 
     pairs a round's name selects."""
     from coderanker.training.reward import select_training_pairs
 
-    if rounds and selection in rounds:
-        return select_training_pairs(rounds[selection], selection, config)
+    round_id, _, how = selection.partition("-")
+    if rounds and round_id in rounds:
+        return select_training_pairs(filtered(rounds[round_id], how, config.seed), round_id, config)
     if selection == "file":
         return mined[:count]
     if selection == "spread":
@@ -147,7 +152,31 @@ def variant_pairs(selection: str, mined: list[dict], pooled: list[dict], count: 
         wanted = selection == "references"
         return select_training_pairs([p for p in pooled if p["chosen_reference"] == wanted], "pooled", config)
     raise SystemExit(f"unknown selection {selection!r}: file, spread, samples, references or a round's name "
-                     f"(one of {sorted(rounds or {})})")
+                     f"(one of {sorted(rounds or {})}, optionally -{' or -'.join(PAIR_FILTERS)})")
+
+
+PAIR_FILTERS = ("nohard", "balanced")
+
+
+def filtered(pairs: list[dict], how: str, seed: int) -> list[dict]:
+    """A round's pairs (`ROUND-FILTER` selections): `nohard` drops every round's hard
+    negatives; `balanced` drops, per round, a seeded sample of the pairs on the more common
+    side so that as many rejected programs are shorter than their chosen one as are not (length
+    then tells nothing about which side passed). No filter: the pairs as they are."""
+    if not how:
+        return pairs
+    if how == "nohard":
+        return [p for p in pairs if p.get("kind") != "hard_negative"]
+    if how != "balanced":
+        raise SystemExit(f"unknown pair filter {how!r}: one of {', '.join(PAIR_FILTERS)}")
+    rng, dropped = random.Random(seed), set()
+    for round_id in sorted({p.get("round") for p in pairs}, key=str):
+        indices = [i for i, p in enumerate(pairs) if p.get("round") == round_id]
+        shorter = [i for i in indices if len(pairs[i]["rejected_completion"]) < len(pairs[i]["chosen_completion"])]
+        rest = sorted(set(indices) - set(shorter))
+        larger, smaller = (shorter, rest) if len(shorter) > len(rest) else (rest, shorter)
+        dropped.update(rng.sample(larger, len(larger) - len(smaller)))
+    return [p for i, p in enumerate(pairs) if i not in dropped]
 
 
 def measure(scored: list[dict], seed: int, score=lambda r: r["score"]) -> dict:
@@ -317,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     mined = rounds["r0"]
     pooled = fresh_pairs(args.run, args.per_problem, args.seed)
     base = RerankerTrainConfig(init="seed", max_pairs=args.pairs, epochs=1.0, learning_rate=3e-5, batch_size=4,
-                               max_length=512, warmup_ratio=0.1, score_batch_size=20, fit_eval_pairs=24)
+                               max_length=512, warmup_ratio=0.1, score_batch_size=20, fit_eval_pairs=24,
+                               group_by_length=args.group_by_length)
     samples = [with_choice(held_out_samples(args.run, holdout)) for holdout in slices]
     print(f"{len(slices)} held-out slice(s) of {sorted(map(len, slices))} training problems; "
           f"{sum(map(len, samples))} samples of the {len(group_by_problem(sum(samples, [])))} held-out problems "

@@ -40,6 +40,29 @@ def test_selections_keep_the_pairs_they_name():
         variant_pairs("everything", mined, pooled, 2, config)
 
 
+def sized(name: str, round_id: str, kind: str, chosen: int, rejected: int) -> dict:
+    return {"name": name, "round": round_id, "kind": kind, "chosen": "c" * chosen, "rejected": "r" * rejected,
+            "chosen_completion": "c" * chosen, "rejected_completion": "r" * rejected}
+
+
+def test_round_filters_drop_hard_negatives_or_balance_lengths_per_round():
+    r0 = [sized("a", "r0", "pair", 10, 20), sized("b", "r0", "pair", 10, 5)]
+    r1 = [sized(f"p{i}", "r1", "pair", 10, 3) for i in range(4)] + [sized("q", "r1", "pair", 10, 30),
+                                                                       sized("h", "r1", "hard_negative", 10, 2)]
+    rounds = {"r1": r0 + r1}
+    config = RerankerTrainConfig()
+    assert variant_pairs("r1", [], [], 0, config, rounds) == r0 + r1
+    assert variant_pairs("r1-nohard", [], [], 0, config, rounds) == r0 + r1[:5]
+    balanced = variant_pairs("r1-balanced", [], [], 0, config, rounds)
+    assert balanced[:2] == r0  # r0: one shorter rejected, one longer: nothing to drop
+    kept = balanced[2:]
+    shorter = [p for p in kept if len(p["rejected"]) < len(p["chosen"])]
+    assert len(shorter) == len(kept) - len(shorter) == 1 and r1[4] in kept
+    assert variant_pairs("r1-balanced", [], [], 0, config, rounds) == balanced  # seeded
+    with pytest.raises(SystemExit, match="unknown pair filter"):
+        variant_pairs("r1-longest", [], [], 0, config, rounds)
+
+
 def result(name: str, status: str, score: float) -> dict:
     return {"name": name, "status": status, "score": score, "greedy": False, "completion": f"{name}{score}"}
 

@@ -1,0 +1,3 @@
+from benchmarks.pair_batching.run import main
+
+main()
