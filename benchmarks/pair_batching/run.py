@@ -69,7 +69,7 @@ def padding_share(trainer) -> float:
 def train_once(run: Path, pairs: list[dict], config, dtype: str) -> tuple[float, float, float]:
     """(pairs/s, padding share, mean training loss) of one epoch, set up as train_reward_model."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, ProgressCallback
     from trl.trainer.utils import disable_dropout_in_model
 
     from coderanker.training.reward import freeze_below_top, reward_trainer
@@ -83,6 +83,8 @@ def train_once(run: Path, pairs: list[dict], config, dtype: str) -> tuple[float,
         freeze_below_top(model, config.trainable_layers)
     disable_dropout_in_model(model)
     trainer = reward_trainer(model, tokenizer, pairs, config, use_gpu=False, dtype=dtype)
+    for callback in (PrinterCallback, ProgressCallback):  # the figures only
+        trainer.remove_callback(callback)
     try:
         padding = padding_share(trainer)
         output = trainer.train()
