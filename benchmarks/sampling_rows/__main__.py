@@ -1,0 +1,3 @@
+from benchmarks.sampling_rows.run import main
+
+main()
