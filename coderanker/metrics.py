@@ -292,12 +292,14 @@ def top_k_hits(groups: dict[str, list[dict]], score: Callable[[dict], float], po
 
     `topK_hit_rate`: fraction of those problems with a passing sample among the K top-scored
     of the pool (ties as in `top_sample`); `topK_chance`: the same for a random order, the mean
-    of pass@K = 1 - C(n-c, K) / C(n, K) (c/n for K = 1), which a pool does not change."""
+    of pass@K = 1 - C(n-c, K) / C(n, K) (c/n for K = 1), which a pool does not change as long as
+    it holds K samples (a pool of fewer has them all in its top K: pass@pool)."""
     problems, figures = choice_sample_lists(groups), {}
     for k in (1, 2):
         hits = [pool_hit_rate(ranked_outcomes(samples, score), pool, k) for samples in problems]
         figures[f"top{k}_hit_rate"] = mean_or_none(hits)
-        figures[f"top{k}_chance"] = mean_or_none([pass_at_k(len(s), count_passing(s), k) for s in problems])
+        figures[f"top{k}_chance"] = mean_or_none([pass_at_k(len(s), count_passing(s), min(k, pool_size(len(s), pool)))
+                                                  for s in problems])
     return figures
 
 

@@ -389,6 +389,15 @@ def encode_pair(tokenizer, style: str, problem: Problem, response: str, max_leng
     return query + answer
 
 
+def encode_pairs(tokenizer, style: str, problems: dict[str, Problem], pairs: list[dict],
+                 max_length: int) -> list[dict]:
+    """Training pairs ({"name", "chosen", "rejected"[, "margin"]}, `problems` by name) as the
+    token-id pairs RewardTrainer takes: {"chosen_ids", "rejected_ids"[, "margin"]}."""
+    return [{"chosen_ids": encode_pair(tokenizer, style, problems[p["name"]], p["chosen"], max_length),
+             "rejected_ids": encode_pair(tokenizer, style, problems[p["name"]], p["rejected"], max_length),
+             **({"margin": p["margin"]} if "margin" in p else {})} for p in pairs]
+
+
 def encode_parts(tokenizer, style: str, problem: Problem, response: str,
                  max_length: int) -> tuple[list[int], list[int]]:
     """The two parts of `encode_pair`: the model input's ids, and the response's ids + EOS."""

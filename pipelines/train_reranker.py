@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     from coderanker.generation import resolve_style
     from coderanker.jsonl import read_jsonl
     from coderanker.problems import by_name, load_problems
-    from coderanker.reranker import attach_likelihood, encode_pair, read_prompt_style
+    from coderanker.reranker import attach_likelihood, encode_pairs, read_prompt_style
     from coderanker.runtime import training_dtype
     from coderanker.serving import log_reranker
     from coderanker.tracking import stage_run
@@ -55,14 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer = AutoTokenizer.from_pretrained(init)
         style = resolve_style(read_prompt_style(init), tokenizer)  # the style the reranker was made for
         problems = by_name(load_problems(args.problems / "train.jsonl"))
-        encoded = []
-        for pair in select_training_pairs(read_jsonl(args.pairs / "pairs.jsonl"), args.round, config):
-            problem = problems[pair["name"]]
-            record = {"chosen_ids": encode_pair(tokenizer, style, problem, pair["chosen"], config.max_length),
-                      "rejected_ids": encode_pair(tokenizer, style, problem, pair["rejected"], config.max_length)}
-            if "margin" in pair:
-                record["margin"] = pair["margin"]
-            encoded.append(record)
+        pairs = select_training_pairs(read_jsonl(args.pairs / "pairs.jsonl"), args.round, config)
+        encoded = encode_pairs(tokenizer, style, problems, pairs, config.max_length)
         metrics = train_reranker(encoded, init, out, config, ray_config, training_dtype(params, ray_config))
         attach_likelihood(out, args.policy, config.likelihood_weight, style)  # writes coderanker.json
         (out / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

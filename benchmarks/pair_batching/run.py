@@ -44,7 +44,7 @@ def encoded_pairs(run: Path, round_id: str, count: int, config, seed: int) -> li
     from coderanker.generation import resolve_style
     from coderanker.jsonl import read_jsonl
     from coderanker.problems import by_name, load_problems
-    from coderanker.reranker import encode_pair, read_prompt_style
+    from coderanker.reranker import encode_pairs, read_prompt_style
     from coderanker.training.reward import select_training_pairs
 
     init = run / "models/seed/reranker"
@@ -53,8 +53,7 @@ def encoded_pairs(run: Path, round_id: str, count: int, config, seed: int) -> li
     problems = by_name(load_problems(run / "data/problems/train.jsonl"))
     pairs = select_training_pairs(read_jsonl(run / f"data/{round_id}/pairs/pairs.jsonl"), round_id, config)
     pairs = random.Random(seed).sample(pairs, min(count, len(pairs)))
-    return [{side: encode_pair(tokenizer, style, problems[p["name"]], p[key], config.max_length)
-             for side, key in (("chosen_ids", "chosen"), ("rejected_ids", "rejected"))} for p in pairs]
+    return encode_pairs(tokenizer, style, problems, pairs, config.max_length)
 
 
 def padding_share(trainer) -> float:
@@ -68,20 +67,11 @@ def padding_share(trainer) -> float:
 
 def train_once(run: Path, pairs: list[dict], config, dtype: str) -> tuple[float, float, float]:
     """(pairs/s, padding share, mean training loss) of one epoch, set up as train_reward_model."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PrinterCallback, ProgressCallback
-    from trl.trainer.utils import disable_dropout_in_model
+    from transformers import PrinterCallback, ProgressCallback
 
-    from coderanker.training.reward import freeze_below_top, reward_trainer
+    from coderanker.training.reward import reward_model, reward_trainer
 
-    init = run / "models/seed/reranker"
-    torch.manual_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(init)
-    model = AutoModelForSequenceClassification.from_pretrained(init, num_labels=1)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if config.trainable_layers:
-        freeze_below_top(model, config.trainable_layers)
-    disable_dropout_in_model(model)
+    model, tokenizer = reward_model(run / "models/seed/reranker", config)
     trainer = reward_trainer(model, tokenizer, pairs, config, use_gpu=False, dtype=dtype)
     for callback in (PrinterCallback, ProgressCallback):  # the figures only
         trainer.remove_callback(callback)

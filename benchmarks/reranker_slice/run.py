@@ -207,13 +207,11 @@ def train_and_score(pairs: list[dict], init, out: str, config, problems: dict, h
     """Train a reranker from `init` on `pairs` into `out` (one Ray Train worker, as the stage
     trains by default), then score `held` with it:
     {"scored": held with "score", "runtime": TRL's train_runtime, "seconds": the whole fit}."""
-    from coderanker.reranker import encode_pair
+    from coderanker.reranker import encode_pairs
     from coderanker.training.ray_train import RayTrainConfig
     from coderanker.training.reward import train_reranker
 
-    encoded = [{"chosen_ids": encode_pair(tokenizer, style, problems[p["name"]], p["chosen"], config.max_length),
-                "rejected_ids": encode_pair(tokenizer, style, problems[p["name"]], p["rejected"], config.max_length),
-                **({"margin": p["margin"]} if "margin" in p else {})} for p in pairs]
+    encoded = encode_pairs(tokenizer, style, problems, pairs, config.max_length)
     start = time.monotonic()
     train_reranker(encoded, init, out, config, RayTrainConfig(), dtype)
     elapsed = time.monotonic() - start

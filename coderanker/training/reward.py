@@ -178,20 +178,10 @@ def reward_worker(loop: dict) -> None:
 def train_reward_model(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict, list[dict]]:
     """Train a reranker on `loop` (train_reranker's keys) where this process runs, no Ray
     needed: (trained model, LoRA merged in; tokenizer; metrics; TRL's log history)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from trl.trainer.utils import disable_dropout_in_model
-
     config = RerankerTrainConfig(**loop["config"])
-    torch.manual_seed(config.seed)
-    tokenizer = AutoTokenizer.from_pretrained(loop["init"])
-    model = AutoModelForSequenceClassification.from_pretrained(loop["init"], num_labels=1)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if config.trainable_layers:
-        freeze_below_top(model, config.trainable_layers)
-    disable_dropout_in_model(model)  # as TRL would, but before LoRA adds its own dropout
-    trainer = reward_trainer(model, tokenizer, loop["pairs"], config, loop["use_gpu"], loop.get("dtype", "fp32"))
     pairs = loop["pairs"]
+    model, tokenizer = reward_model(loop["init"], config)
+    trainer = reward_trainer(model, tokenizer, pairs, config, loop["use_gpu"], loop.get("dtype", "fp32"))
     probe = pairs
     if config.fit_eval_pairs:
         probe = pairs[:: max(len(pairs) // config.fit_eval_pairs, 1)][: config.fit_eval_pairs]
@@ -212,6 +202,24 @@ def train_reward_model(loop: dict) -> tuple[PreTrainedModel, PreTrainedTokenizer
         "train_loss_after": after[1],
     }
     return merged(trainer.accelerator.unwrap_model(trainer.model)), tokenizer, metrics, trainer.state.log_history
+
+
+def reward_model(init: str | os.PathLike, config: RerankerTrainConfig) -> tuple[PreTrainedModel,
+                                                                              PreTrainedTokenizerBase]:
+    """The reranker to train from `init` (a directory), seeded, its frozen layers set by
+    `trainable_layers`, dropout off: (model, tokenizer)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl.trainer.utils import disable_dropout_in_model
+
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    model = AutoModelForSequenceClassification.from_pretrained(init, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if config.trainable_layers:
+        freeze_below_top(model, config.trainable_layers)
+    disable_dropout_in_model(model)  # as TRL would, but before LoRA adds its own dropout
+    return model, tokenizer
 
 
 def reward_trainer(model, tokenizer, pairs: list[dict], config: RerankerTrainConfig, use_gpu: bool,

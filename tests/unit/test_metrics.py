@@ -428,13 +428,17 @@ def test_top_hits_in_a_pool_are_their_mean_over_every_pool():
     results = random_problem(rng, 6)[:-1]
     while not 0 < sum(r["status"] == "passed" for r in results) < 6:
         results = random_problem(rng, 6)[:-1]
-    figures = top_k_hits(group_by_problem(results), by_score, pool=3)
-    for k in (1, 2):
-        hits = []
-        for chosen in itertools.combinations(results, 3):
-            top = sorted(range(3), key=lambda i: (-chosen[i]["score"], i))[:k]
-            hits.append(any(chosen[i]["status"] == "passed" for i in top))
-        assert figures[f"top{k}_hit_rate"] == pytest.approx(sum(hits) / len(hits))
+    for pool in (3, 2, 1):
+        figures = top_k_hits(group_by_problem(results), by_score, pool=pool)
+        for k in (1, 2):
+            hits, chance = [], []
+            for chosen in itertools.combinations(results, pool):
+                top = sorted(range(pool), key=lambda i: (-chosen[i]["score"], i))[:k]
+                hits.append(any(chosen[i]["status"] == "passed" for i in top))
+                # a random order of the pool: its first k hold a pass with probability pass@min(k, pool)
+                chance.append(pass_at_k(pool, sum(r["status"] == "passed" for r in chosen), min(k, pool)))
+            assert figures[f"top{k}_hit_rate"] == pytest.approx(sum(hits) / len(hits))
+            assert figures[f"top{k}_chance"] == pytest.approx(sum(chance) / len(chance))
 
 
 def test_within_problem_figures_none_without_choice():
