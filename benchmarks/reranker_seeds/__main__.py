@@ -1,0 +1,3 @@
+from benchmarks.reranker_seeds.run import main
+
+main()
